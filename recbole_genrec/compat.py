@@ -1,0 +1,81 @@
+"""The shims RecBole 1.2.1 needs on today's torch, in one place (applied on import).
+
+1. Safe checkpoint loading. torch >= 2.6 loads with ``weights_only=True``; RecBole's trainer
+   then fails to reload its own best checkpoint, for two reasons: it saves with
+   ``pickle_protocol=4`` (whose FRAME opcode torch's safe unpickler rejects), and the
+   checkpoint holds ``{"config": Config, ...}``. We save with torch's default protocol (same
+   content) and allow-list exactly the classes such a checkpoint holds (our ``Config``, which pickles
+   without class references, RecBole's enums, ``torch.device`` and numpy float scalars). Safe loading
+   stays on: any other global in a checkpoint is still refused by torch.
+2. CPU distributed training. RecBole wraps the model as
+   ``DistributedDataParallel(model, device_ids=[local_rank])``, which torch rejects for CPU
+   modules; on CPU we pass ``device_ids=None`` (the gloo backend is chosen in ``Config``).
+
+Nothing else in RecBole is patched (DESIGN.md: no monkey-patching beyond this module).
+"""
+
+import numpy as np
+import torch
+from recbole.utils import enum_type, set_color
+
+import recbole.trainer.trainer as _recbole_trainer
+
+
+def checkpoint_safe_globals():
+    """The non-tensor classes a RecBole checkpoint made by our quick start contains."""
+    from recbole_genrec.config import Config
+
+    enums = [
+        getattr(enum_type, name)
+        for name in ("ModelType", "InputType", "EvaluatorType", "FeatureType", "FeatureSource", "KGDataLoaderState")
+        if hasattr(enum_type, name)
+    ]
+    # RecBole's best_valid_score is a numpy float scalar.
+    numpy_scalars = [
+        np.core.multiarray.scalar,
+        np.dtype,
+        *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)),
+    ]
+    return [Config, torch.device, *enums, *numpy_scalars]
+
+
+def allow_recbole_checkpoints():
+    """Register the allow-list with torch's safe unpickler (idempotent)."""
+    torch.serialization.add_safe_globals(checkpoint_safe_globals())
+
+
+class _DistributedDataParallel(torch.nn.parallel.DistributedDataParallel):
+    """RecBole's DDP wrapper call, made valid for CPU modules (device_ids=None)."""
+
+    def __init__(self, module, device_ids=None, *args, **kwargs):
+        if next(module.parameters()).device.type == "cpu":
+            device_ids = None
+        super().__init__(module, device_ids, *args, **kwargs)
+
+
+def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+    """RecBole's ``Trainer._save_checkpoint`` with torch's default pickle protocol."""
+    if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        return
+    saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+    state = {
+        "config": self.config,
+        "epoch": epoch,
+        "cur_step": self.cur_step,
+        "best_valid_score": self.best_valid_score,
+        "state_dict": self.model.state_dict(),
+        "other_parameter": self.model.other_parameter(),
+        "optimizer": self.optimizer.state_dict(),
+    }
+    torch.save(state, saved_model_file)
+    if verbose:
+        self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+
+def apply():
+    allow_recbole_checkpoints()
+    _recbole_trainer.Trainer._save_checkpoint = _save_checkpoint
+    _recbole_trainer.DistributedDataParallel = _DistributedDataParallel
+
+
+apply()

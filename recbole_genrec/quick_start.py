@@ -1,0 +1,121 @@
+"""``run_recbole_genrec``: RecBole's ``run``/``run_recbole`` for plugin and RecBole models.
+
+Our own copy of the quick-start flow: ``recbole.quick_start`` imports ray, which breaks on
+this stack. Same steps, same logs, same ``saved/`` checkpoints; the returned dict is
+RecBole's (``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
+``test_result``) plus ``train_seconds``, ``test_seconds``, ``peak_rss_mb`` and
+``num_params`` for the comparison command. RecBole's FLOPs estimate (thop) is not run: it
+only feeds a log line and fails on encoder-decoder models.
+"""
+
+import resource
+import sys
+import time
+from logging import getLogger
+
+import torch.distributed as dist
+from recbole.utils import get_environment, init_logger, init_seed, set_color
+
+import recbole_genrec  # noqa: F401  (applies compat shims)
+from recbole_genrec.config import Config
+from recbole_genrec.utils import create_dataset, data_preparation, get_model, get_trainer
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_recbole_genrec(
+    model=None,
+    dataset=None,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    nproc=1,
+    world_size=-1,
+    ip="localhost",
+    port="5678",
+    group_offset=0,
+):
+    """Train ``model`` on ``dataset`` and evaluate it on the test split (RecBole's ``run``).
+
+    ``nproc``/``world_size`` > 1 runs RecBole's distributed mode (DDP; gloo on CPU).
+    """
+    if nproc == 1 and world_size <= 0:
+        return run_single(model, dataset, config_file_list, config_dict, saved)
+    import torch.multiprocessing as mp
+
+    world_size = nproc if world_size == -1 else world_size
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = dict(config_dict or {})
+    config_dict.update(
+        {"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset}
+    )
+    mp.spawn(
+        _run_rank,
+        args=(model, dataset, config_file_list, config_dict, saved, queue, sys.argv),
+        nprocs=nproc,
+        join=True,
+    )
+    return None if queue.empty() else queue.get()
+
+
+def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, queue, argv):
+    sys.argv = argv  # spawned processes must see the same --key=value overrides
+    config_dict = dict(config_dict, local_rank=rank)
+    result = run_single(model, dataset, config_file_list, config_dict, saved)
+    if rank == 0:
+        queue.put(result)
+
+
+def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    """One process: config → dataset → split → model → fit → test (RecBole's ``run_recbole``)."""
+    config = Config(
+        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+
+    start = time.perf_counter()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
+    test_seconds = time.perf_counter() - start
+
+    logger.info(
+        "The running environment of this training is as follows:\n"
+        + get_environment(config).draw()
+    )
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "train_seconds": train_seconds,
+        "test_seconds": test_seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "num_params": sum(p.numel() for p in model.parameters()),
+    }

@@ -1,0 +1,145 @@
+"""Model, trainer, dataset and dataloader lookup: this package first, then RecBole's.
+
+Conventions instead of registries (as in RecBole and RecBole-GNN):
+
+* model ``Foo`` lives in ``recbole_genrec/model/foo.py`` (class ``Foo``), its defaults in
+  ``recbole_genrec/properties/model/Foo.yaml``;
+* a model class with ``needs_semantic_ids = True`` gets a ``SemanticIDDataset``;
+* a trainer ``FooTrainer`` exported by ``recbole_genrec.trainer`` is used for model ``Foo``,
+  else RecBole's trainer for the model's type;
+* ``train_sampler`` (GenPAS, see ``properties/genpas.yaml``) swaps only the training loader.
+"""
+
+import difflib
+import importlib
+import importlib.util
+import pkgutil
+from logging import getLogger
+
+import recbole.data
+import recbole.utils
+
+PLUGIN_MODEL_PACKAGE = "recbole_genrec.model"
+RECBOLE_MODEL_PACKAGES = (
+    "recbole.model.general_recommender",
+    "recbole.model.context_aware_recommender",
+    "recbole.model.sequential_recommender",
+    "recbole.model.knowledge_aware_recommender",
+)
+# RecBole's exlib package imports lightgbm/xgboost at import time: touch it only by name.
+RECBOLE_EXLIB_MODELS = ("lightgbm", "xgboost")
+RECBOLE_MODEL_LIST_URL = "https://recbole.io/model_list.html"
+
+
+class UnknownModelError(ValueError):
+    """``--model`` names no plugin model and no RecBole model."""
+
+
+def _module_names(package):
+    pkg = importlib.import_module(package)
+    return [m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
+
+
+def _class_in_module(module_path, model_name):
+    """The class named ``model_name`` (any letter case) in ``module_path``, or None."""
+    if importlib.util.find_spec(module_path) is None:
+        return None
+    module = importlib.import_module(module_path)
+    if hasattr(module, model_name):
+        return getattr(module, model_name)
+    for name in dir(module):
+        if name.lower() == model_name.lower() and isinstance(getattr(module, name), type):
+            raise UnknownModelError(
+                f"Unknown model '{model_name}'. Model names are case-sensitive: did you mean '{name}'?"
+            )
+    return None
+
+
+def plugin_model_names():
+    """Class names of this package's models (one module per model)."""
+    names = []
+    for module_name in _module_names(PLUGIN_MODEL_PACKAGE):
+        module = importlib.import_module(f"{PLUGIN_MODEL_PACKAGE}.{module_name}")
+        names += [
+            n for n in dir(module)
+            if n.lower() == module_name and isinstance(getattr(module, n), type)
+        ]
+    return sorted(names)
+
+
+def _unknown_model_error(model_name):
+    plugin = plugin_model_names()
+    recbole_modules = [m for p in RECBOLE_MODEL_PACKAGES for m in _module_names(p)]
+    close = difflib.get_close_matches(
+        model_name.lower(), [n.lower() for n in plugin] + recbole_modules, n=3, cutoff=0.6
+    )
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return UnknownModelError(
+        f"Unknown model '{model_name}'.{hint} Plugin models: {', '.join(plugin) or '(none)'}. "
+        f"Any RecBole 1.2.1 model also works (e.g. SASRec, GRU4Rec, BERT4Rec, BPR, LightGCN); "
+        f"full list: {RECBOLE_MODEL_LIST_URL}"
+    )
+
+
+def get_model(model_name):
+    """The model class for ``model_name``: a plugin model first, then RecBole's.
+
+    Raises ``UnknownModelError`` (listing plugin models and pointing to RecBole's list)
+    where RecBole 1.2.1 would fail with "No module named 'lightgbm'".
+    """
+    if not isinstance(model_name, str) or not model_name:
+        raise UnknownModelError(f"Model name must be a non-empty string, got {model_name!r}.")
+    module_name = model_name.lower()
+    for package in (PLUGIN_MODEL_PACKAGE,) + RECBOLE_MODEL_PACKAGES:
+        model_class = _class_in_module(f"{package}.{module_name}", model_name)
+        if model_class is not None:
+            return model_class
+    if module_name in RECBOLE_EXLIB_MODELS:
+        return recbole.utils.get_model(model_name)
+    raise _unknown_model_error(model_name)
+
+
+def get_trainer(model_type, model_name):
+    """``recbole_genrec.trainer.<Model>Trainer`` if exported, else RecBole's choice."""
+    trainers = importlib.import_module("recbole_genrec.trainer")
+    trainer = getattr(trainers, f"{model_name}Trainer", None)
+    return trainer if trainer is not None else recbole.utils.get_trainer(model_type, model_name)
+
+
+def create_dataset(config):
+    """RecBole's ``create_dataset``, except that semantic-ID models get ``SemanticIDDataset``.
+
+    A ``SemanticIDDataset`` is always built from the atomic files; its codes come from our
+    content-hashed cache. RecBole's processed-dataset pickle (``save_dataset``) is not used
+    for it, since that cache ignores new config keys and could serve stale semantic IDs.
+    """
+    model_class = get_model(config["model"])
+    if getattr(model_class, "needs_semantic_ids", False):
+        from recbole_genrec.data.dataset import SemanticIDDataset
+
+        if config["save_dataset"] or config["dataset_save_path"]:
+            getLogger().warning(
+                "save_dataset/dataset_save_path are ignored for semantic-ID models: the dataset "
+                "is rebuilt and the codes come from the semantic-ID cache (never stale)."
+            )
+        return SemanticIDDataset(config)
+    return recbole.data.create_dataset(config)
+
+
+def uses_train_sampler(config):
+    """True when ``train_sampler`` asks for GenPAS pairs instead of RecBole's augmentation."""
+    sampler = config["train_sampler"] if "train_sampler" in config else None
+    return sampler is not None and str(sampler).lower() != "default"
+
+
+def data_preparation(config, dataset):
+    """RecBole's ``data_preparation``; with ``train_sampler`` set, the training loader draws
+    GenPAS pairs. Validation and test loaders are always exactly RecBole's."""
+    train_data, valid_data, test_data = recbole.data.data_preparation(config, dataset)
+    if uses_train_sampler(config):
+        from recbole_genrec.data.dataloader import GenPASTrainDataLoader
+
+        train_data = GenPASTrainDataLoader(
+            config, train_data._dataset, train_data._sampler, shuffle=True
+        )
+    return train_data, valid_data, test_data
