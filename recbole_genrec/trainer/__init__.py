@@ -1,0 +1,5 @@
+"""Trainers that add only what generative models need (``<Model>Trainer`` is picked by utils.get_trainer)."""
+
+from recbole_genrec.trainer.tiger_trainer import TIGERTrainer
+
+__all__ = ["TIGERTrainer"]
