@@ -6,8 +6,10 @@
 """
 
 import argparse
+import sys
 
 from recbole_genrec.quick_start import run_recbole_genrec
+from recbole_genrec.errors import UserError
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
@@ -21,13 +23,16 @@ if __name__ == "__main__":
     parser.add_argument("--group_offset", type=int, default=0, help="rank offset of this node")
     args, _ = parser.parse_known_args()  # other --key=value pairs are read by Config
 
-    run_recbole_genrec(
-        model=args.model,
-        dataset=args.dataset,
-        config_file_list=args.config_files.strip().split(" ") if args.config_files else None,
-        nproc=args.nproc,
-        world_size=args.world_size,
-        ip=args.ip,
-        port=args.port,
-        group_offset=args.group_offset,
-    )
+    try:
+        run_recbole_genrec(
+            model=args.model,
+            dataset=args.dataset,
+            config_file_list=args.config_files.strip().split(" ") if args.config_files else None,
+            nproc=args.nproc,
+            world_size=args.world_size,
+            ip=args.ip,
+            port=args.port,
+            group_offset=args.group_offset,
+        )
+    except UserError as err:  # a mistake in the command or the files: no traceback
+        sys.exit(f"error: {err}")

@@ -28,6 +28,7 @@ from recbole.config.configurator import (
     training_arguments,
 )
 
+from recbole_genrec.errors import ConfigError
 from recbole_genrec.utils import get_model
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
@@ -45,10 +46,6 @@ _RUNTIME_KEYS = {
     "unload_col", "unused_col", "rm_dup_inter", "val_interval", "filter_inter_by_user_or_item",
     "user_inter_num_interval", "item_inter_num_interval", "wandb_project", "shuffle",
 }
-
-
-class ConfigError(ValueError):
-    """A configuration a user wrote that cannot be used (message names the key/file and the fix)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -182,6 +179,17 @@ class Config(RecBoleConfig):
                 f"'{self.model}'; check their spelling): {', '.join(unknown)}"
             )
         self.unknown_keys = unknown
+
+    def _get_final_config_dict(self):
+        """CE-loss models draw no training negatives unless the user asks for them.
+
+        With RecBole's default (one uniform negative) a CE-loss sequential model refuses to
+        start, and every RecBole user must remember ``train_neg_sample_args: ~``.
+        """
+        config = super()._get_final_config_dict()
+        if config.get("loss_type") == "CE" and "train_neg_sample_args" not in self.external_config_dict:
+            config["train_neg_sample_args"] = None
+        return config
 
     def _init_device(self):
         """RecBole's device set-up, except that distributed runs fall back to gloo on CPU."""

@@ -69,6 +69,13 @@ def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, queue,
         queue.put(result)
 
 
+def _share_checkpoint_path(trainer):
+    """Every rank reloads the checkpoint rank 0 writes (RecBole names it by local time)."""
+    path = [trainer.saved_model_file]
+    dist.broadcast_object_list(path, src=0)
+    trainer.saved_model_file = path[0]
+
+
 def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
     """One process: config → dataset → split → model → fit → test (RecBole's ``run_recbole``)."""
     config = Config(
@@ -88,12 +95,16 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if not config["single_spec"]:
+        _share_checkpoint_path(trainer)
 
     start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
     train_seconds = time.perf_counter() - start
+    if not config["single_spec"]:
+        dist.barrier()  # rank 0 has written the best checkpoint before anyone reloads it
     start = time.perf_counter()
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]

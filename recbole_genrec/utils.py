@@ -13,11 +13,14 @@ Conventions instead of registries (as in RecBole and RecBole-GNN):
 import difflib
 import importlib
 import importlib.util
+import os
 import pkgutil
 from logging import getLogger
 
 import recbole.data
 import recbole.utils
+
+from recbole_genrec.errors import DatasetNotFoundError, UnknownModelError
 
 PLUGIN_MODEL_PACKAGE = "recbole_genrec.model"
 RECBOLE_MODEL_PACKAGES = (
@@ -31,8 +34,21 @@ RECBOLE_EXLIB_MODELS = ("lightgbm", "xgboost")
 RECBOLE_MODEL_LIST_URL = "https://recbole.io/model_list.html"
 
 
-class UnknownModelError(ValueError):
-    """``--model`` names no plugin model and no RecBole model."""
+def check_dataset_files(config):
+    """Fail early, naming the path and the fix, when the atomic files are not where RecBole looks."""
+    folder, name = config["data_path"], config["dataset"]
+    inter = os.path.join(folder, f"{name}.inter")
+    if not os.path.isdir(folder):
+        raise DatasetNotFoundError(
+            f"Dataset folder '{folder}' does not exist. Fix: set data_path to the folder that "
+            f"contains '{name}/' (e.g. --data_path=../shared/data), or use a config from "
+            "properties/dataset/ via --config_files."
+        )
+    if not os.path.isfile(inter):
+        raise DatasetNotFoundError(
+            f"Dataset '{name}' has no interaction file: '{inter}' is missing. Fix: put the "
+            f"RecBole atomic file {name}.inter in '{folder}' (see README, 'Bring your own dataset')."
+        )
 
 
 def _module_names(package):
@@ -113,6 +129,7 @@ def create_dataset(config):
     content-hashed cache. RecBole's processed-dataset pickle (``save_dataset``) is not used
     for it, since that cache ignores new config keys and could serve stale semantic IDs.
     """
+    check_dataset_files(config)
     model_class = get_model(config["model"])
     if getattr(model_class, "needs_semantic_ids", False):
         from recbole_genrec.data.dataset import SemanticIDDataset

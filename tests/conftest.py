@@ -87,7 +87,6 @@ def tiny_config(data_path, tmp_path, **overrides):
         "metrics": ["Recall", "NDCG"],
         "topk": [5, 10],
         "valid_metric": "NDCG@10",
-        "train_neg_sample_args": None,
         "load_col": {
             "inter": ["user_id", "item_id", "timestamp"],
             "item": ["item_id", "title", "brand"],

@@ -1,0 +1,214 @@
+"""The plugin's base: model lookup, Config checks, quick start, CLI, checkpoints, CPU DDP."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import tiny_config, write_tiny_dataset
+
+from recbole_genrec.config import Config, check_value_type, load_yaml_file
+from recbole_genrec.errors import ConfigError, DatasetNotFoundError, UnknownModelError, UserError
+from recbole_genrec.quick_start import run_recbole_genrec
+from recbole_genrec.utils import create_dataset, get_model, get_trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    """Config reads --key=value from sys.argv (as RecBole does): keep pytest's flags out."""
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+
+
+# --- model lookup ----------------------------------------------------------------------
+
+
+def test_recbole_models_resolve_unchanged():
+    from recbole.model.general_recommender.bpr import BPR
+    from recbole.model.sequential_recommender.sasrec import SASRec
+
+    assert get_model("SASRec") is SASRec
+    assert get_model("BPR") is BPR
+
+
+def test_unknown_model_lists_plugin_models_and_points_to_recbole():
+    with pytest.raises(UnknownModelError) as err:
+        get_model("SASRek")
+    message = str(err.value)
+    assert "Unknown model 'SASRek'" in message
+    assert "sasrec" in message.lower()  # close-match suggestion
+    assert "Plugin models:" in message and "recbole.io" in message
+    assert "lightgbm" not in message
+
+
+def test_model_name_with_wrong_case_gets_a_hint():
+    with pytest.raises(UnknownModelError, match="did you mean 'SASRec'"):
+        get_model("sasrec")
+
+
+def test_trainer_falls_back_to_recbole():
+    from recbole.trainer import Trainer
+    from recbole.utils import ModelType
+
+    assert get_trainer(ModelType.SEQUENTIAL, "SASRec") is Trainer
+
+
+# --- Config checks ----------------------------------------------------------------------
+
+
+def test_missing_config_file_is_named(tmp_path):
+    path = str(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="nope.yaml' does not exist"):
+        Config(model="SASRec", dataset="ml-100k", config_file_list=[path])
+
+
+def test_invalid_yaml_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("epochs: [1, 2\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="bad.yaml' is not valid YAML"):
+        load_yaml_file(str(path))
+
+
+def test_yaml_that_is_not_a_mapping_is_rejected(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- epochs\n- 3\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        Config(model="SASRec", dataset="ml-100k", config_file_list=[str(path)])
+
+
+def test_command_line_value_of_wrong_type(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["run_recbole_genrec.py", "--epochs=abc"])
+    with pytest.raises(ConfigError) as err:
+        Config(model="SASRec", dataset="ml-100k")
+    assert "'epochs' expects int" in str(err.value) and "'abc'" in str(err.value)
+    assert "command line" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "default, value, ok",
+    [(1, 2, True), (1, 2.5, False), (1, True, False), (0.1, 1, True), (0.1, "x", False),
+     (True, False, True), (True, 1, False), ([5], "5", False), ([5], [5, 10], True),
+     ("CE", 3, True), (1, None, True)],
+)
+def test_value_type_rules(default, value, ok):
+    if ok:
+        check_value_type("k", default, value, "test")
+    else:
+        with pytest.raises(ConfigError, match="'k' expects"):
+            check_value_type("k", default, value, "test")
+
+
+def test_unknown_keys_are_warned(caplog):
+    with caplog.at_level(logging.WARNING):
+        config = Config(model="SASRec", dataset="ml-100k", config_dict={"learning_rat": 0.1})
+    assert config.unknown_keys == ["learning_rat"]
+    assert "learning_rat" in caplog.text
+
+
+def test_ce_models_draw_no_training_negatives_by_default():
+    config = Config(model="SASRec", dataset="ml-100k")
+    assert config["train_neg_sample_args"]["distribution"] == "none"
+    config = Config(model="BPR", dataset="ml-100k")
+    assert config["train_neg_sample_args"]["distribution"] == "uniform"
+
+
+def test_user_errors_share_a_base_class():
+    for cls in (ConfigError, UnknownModelError, DatasetNotFoundError):
+        assert issubclass(cls, UserError)
+
+
+# --- datasets ---------------------------------------------------------------------------
+
+
+def test_missing_dataset_folder_is_named(tmp_path):
+    config = Config(model="SASRec", dataset="tiny", config_dict=tiny_config(str(tmp_path / "none"), tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        create_dataset(config)
+
+
+def test_missing_inter_file_is_named(tmp_path):
+    data = write_tiny_dataset(tmp_path / "data")
+    os.remove(os.path.join(data, "tiny", "tiny.inter"))
+    config = Config(model="SASRec", dataset="tiny", config_dict=tiny_config(data, tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="tiny.inter' is missing"):
+        create_dataset(config)
+
+
+# --- end to end -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["SASRec", "GRU4Rec", "BERT4Rec", "BPR"])
+def test_recbole_models_train_and_reload_best_checkpoint(model, tiny_data, tmp_path):
+    result = run_recbole_genrec(model, "tiny", config_dict=tiny_config(tiny_data, tmp_path))
+    assert set(result["test_result"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
+    assert 0.0 <= result["test_result"]["recall@10"] <= 1.0
+    saved = os.listdir(tmp_path / "saved")
+    assert len(saved) == 1 and saved[0].startswith(model)
+    # the checkpoint reloads under torch's safe (weights_only) loader
+    checkpoint = torch.load(tmp_path / "saved" / saved[0], weights_only=True)
+    assert checkpoint["config"]["model"] == model
+
+
+def test_same_seed_same_metrics(tiny_data, tmp_path):
+    first = run_recbole_genrec("SASRec", "tiny", config_dict=tiny_config(tiny_data, tmp_path / "a"))
+    second = run_recbole_genrec("SASRec", "tiny", config_dict=tiny_config(tiny_data, tmp_path / "b"))
+    assert first["test_result"] == second["test_result"]
+    assert first["best_valid_result"] == second["best_valid_result"]
+
+
+def _cli(tmp_path, *args, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run_recbole_genrec.py"), *args],
+        capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=timeout,
+    )
+
+
+def _cli_config(tmp_path, data):
+    path = tmp_path / "tiny.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(tiny_config(data, tmp_path, state="INFO")))
+    return str(path)
+
+
+def test_cli_prints_recbole_metric_table(tiny_data, tmp_path):
+    out = _cli(tmp_path, "--model=SASRec", "--dataset=tiny", f"--config_files={_cli_config(tmp_path, tiny_data)}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = out.stdout + out.stderr
+    assert "test result" in log and "ndcg@10" in log
+    assert "Loading model structure and parameters from" in log
+
+
+def test_cli_unknown_model_exits_cleanly(tmp_path):
+    out = _cli(tmp_path, "--model=NoSuchModel", "--dataset=ml-100k")
+    assert out.returncode != 0
+    assert "error: Unknown model 'NoSuchModel'" in out.stderr
+    assert "Traceback" not in out.stderr and "lightgbm" not in out.stderr
+
+
+def test_cli_wrong_type_override_exits_cleanly(tiny_data, tmp_path):
+    out = _cli(tmp_path, "--model=SASRec", "--dataset=tiny", f"--config_files={_cli_config(tmp_path, tiny_data)}", "--train_batch_size=big")
+    assert out.returncode != 0
+    assert "'train_batch_size' expects int" in out.stderr and "Traceback" not in out.stderr
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_cli_distributed_two_cpu_processes_gloo(tiny_data, tmp_path):
+    out = _cli(
+        tmp_path, "--model=SASRec", "--dataset=tiny", f"--config_files={_cli_config(tmp_path, tiny_data)}",
+        "--nproc=2", f"--port={_free_port()}",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert "test result" in log and "Loading model structure and parameters from" in log
