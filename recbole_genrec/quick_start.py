@@ -18,6 +18,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 import recbole_genrec  # noqa: F401  (applies compat shims)
 from recbole_genrec.config import Config
+from recbole_genrec.trainer.budget import with_time_budget
 from recbole_genrec.utils import create_dataset, data_preparation, get_model, get_trainer
 
 
@@ -94,7 +95,8 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+    trainer = with_time_budget(trainer_class, config["train_time_budget"])(config, model)
     if not config["single_spec"]:
         _share_checkpoint_path(trainer)
 
@@ -129,4 +131,5 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         "test_seconds": test_seconds,
         "peak_rss_mb": peak_rss_mb(),
         "num_params": sum(p.numel() for p in model.parameters()),
+        "epochs_run": getattr(trainer, "epochs_run", None),
     }

@@ -1,0 +1,189 @@
+"""Side-by-side comparison of any plugin and RecBole models on one dataset.
+
+    python -m recbole_genrec.compare --models SASRec,GRU4Rec,BERT4Rec --dataset office \
+        --config_files properties/dataset/office.yaml --epochs 30 --out benchmarks/results/compare_office
+
+Every model runs through ``run_recbole_genrec`` with the same config files, seed and split,
+one fresh process per model (so peak memory is per model and no state leaks between
+runs). ``--epochs`` / ``--minutes`` give every model the same budget. Other ``--key=value``
+pairs are passed to every model as on the ``run_recbole_genrec.py`` command line;
+``--model_config Model=file.yaml`` adds a config file for one model only.
+
+Writes ``results.json`` (everything), ``results.md`` (a paper-style table: rows models,
+columns test metrics, best in bold, plus train seconds and peak memory, and the command)
+and ``results.png`` (grouped bars of the test metrics).
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import shlex
+import sys
+import time
+
+from recbole_genrec.errors import ConfigError, UserError
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_genrec.compare", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--models", required=True, help="comma-separated model names")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--config_files", default=None, help="space-separated yaml files for every model")
+    parser.add_argument("--model_config", action="append", default=[], metavar="MODEL=FILE",
+                        help="an extra yaml for one model (repeatable)")
+    parser.add_argument("--epochs", type=int, default=None, help="max epochs for every model")
+    parser.add_argument("--minutes", type=float, default=None, help="training time budget per model")
+    parser.add_argument("--out", default=None, help="output folder (default: benchmarks/results/compare_<dataset>)")
+    args, extra = parser.parse_known_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise ConfigError("--models is empty. Fix: e.g. --models SASRec,GRU4Rec")
+    per_model = {}
+    for item in args.model_config:
+        name, sep, path = item.partition("=")
+        if not sep or name not in models:
+            raise ConfigError(f"--model_config '{item}' must be MODEL=FILE with MODEL in --models.")
+        per_model.setdefault(name, []).append(path)
+    bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
+    if bad:
+        raise ConfigError(f"Unrecognised arguments {bad}. Fix: config overrides are --key=value.")
+    return args, models, per_model, extra
+
+
+def _worker(model, dataset, config_files, config_dict, overrides, result_path):
+    # runs in a fresh (spawned) process: Config reads the --key=value overrides from argv
+    sys.argv = ["compare"] + overrides
+    from recbole_genrec.quick_start import run_recbole_genrec
+
+    try:
+        result = run_recbole_genrec(model, dataset, config_files, config_dict)
+        result = {k: (dict(v) if hasattr(v, "items") else v) for k, v in result.items()}
+        result["best_valid_score"] = float(result["best_valid_score"])
+    except UserError as err:
+        result = {"error": f"{type(err).__name__}: {err}"}
+    with open(result_path, "w") as f:
+        json.dump(result, f)
+
+
+def run_model(model, dataset, config_files, config_dict, overrides, result_path):
+    """Train/evaluate one model in a spawned process; return its result dict."""
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_worker, args=(model, dataset, config_files, config_dict, overrides, result_path))
+    start = time.perf_counter()
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0 or not os.path.isfile(result_path):
+        return {"error": f"process exited with code {proc.exitcode} (see the log above)"}
+    with open(result_path) as f:
+        result = json.load(f)
+    result["wall_seconds"] = time.perf_counter() - start
+    return result
+
+
+def metric_names(results):
+    for result in results.values():
+        if "test_result" in result:
+            return list(result["test_result"])
+    return []
+
+
+def markdown_table(results, command):
+    """Rows models, columns test metrics (best in bold), train seconds, peak memory."""
+    metrics = metric_names(results)
+    best = {
+        m: max(r["test_result"][m] for r in results.values() if "test_result" in r) for m in metrics
+    }
+    header = ["model"] + metrics + ["train s", "epochs", "peak MB", "params"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for model, r in results.items():
+        if "test_result" not in r:
+            lines.append(f"| {model} | " + " | ".join(["—"] * (len(header) - 2)) + f" | {r.get('error', '')} |")
+            continue
+        cells = [
+            f"**{r['test_result'][m]:.4f}**" if r["test_result"][m] == best[m] else f"{r['test_result'][m]:.4f}"
+            for m in metrics
+        ]
+        epochs = r.get("epochs_run") or "—"
+        cells += [f"{r['train_seconds']:.0f}", str(epochs), f"{r['peak_rss_mb']:.0f}", f"{r['num_params']:,}"]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(
+        ["Test metrics (full ranking; best in bold). Model selection on validation "
+         "(RecBole's valid_metric), best checkpoint reloaded for test.", "", *lines, "",
+         "Command:", "", "```", command, "```", ""]
+    )
+
+
+def bar_chart(results, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    metrics = metric_names(results)
+    models = [m for m, r in results.items() if "test_result" in r]
+    if not metrics or not models:
+        return
+    x = np.arange(len(metrics))
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(metrics) + 2), 4))
+    for i, model in enumerate(models):
+        ax.bar(x + i * width - 0.4 + width / 2, [results[model]["test_result"][m] for m in metrics], width, label=model)
+    ax.set_xticks(x)
+    ax.set_xticklabels(metrics, rotation=30)
+    ax.set_ylabel("test score")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compare(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args, models, per_model, overrides = parse_args(argv)
+    out = args.out or os.path.join("benchmarks", "results", f"compare_{args.dataset}")
+    os.makedirs(out, exist_ok=True)
+    config_files = args.config_files.split() if args.config_files else []
+    config_dict = {}
+    if args.epochs is not None:
+        config_dict["epochs"] = args.epochs
+    if args.minutes is not None:
+        config_dict["train_time_budget"] = args.minutes
+    command = "python -m recbole_genrec.compare " + " ".join(shlex.quote(a) for a in argv)
+    results = {}
+    for model in models:
+        print(f"[compare] {model} on {args.dataset} ...", flush=True)
+        files = config_files + per_model.get(model, [])
+        result_path = os.path.join(out, f".{model}.json")
+        results[model] = run_model(model, args.dataset, files or None, config_dict, overrides, result_path)
+        if os.path.exists(result_path):
+            os.remove(result_path)
+        print(f"[compare] {model}: {results[model].get('test_result', results[model].get('error'))}", flush=True)
+    payload = {"command": command, "dataset": args.dataset, "config_files": config_files,
+               "model_config": per_model, "budget": config_dict, "overrides": overrides, "results": results}
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(payload, f, indent=2)
+    table = markdown_table(results, command)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(f"# {', '.join(models)} on {args.dataset}\n\n{table}")
+    bar_chart(results, os.path.join(out, "results.png"), f"{args.dataset}: test metrics")
+    print(table)
+    return results
+
+
+def main():
+    try:
+        results = compare()
+    except UserError as err:
+        sys.exit(f"error: {err}")
+    failed = [m for m, r in results.items() if "error" in r]
+    if failed:
+        sys.exit(f"error: {', '.join(failed)} failed: " + "; ".join(results[m]["error"] for m in failed))
+
+
+if __name__ == "__main__":
+    main()
