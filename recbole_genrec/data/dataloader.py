@@ -34,6 +34,7 @@ from recbole.data.dataloader.abstract_dataloader import NegSampleDataLoader
 from recbole.data.interaction import Interaction
 from recbole.utils import set_color
 
+from recbole_genrec.errors import ConfigError
 from recbole_genrec.data.genpas import (
     Sequences,
     draw_epoch_pairs,
@@ -62,7 +63,7 @@ class TrainSequences:
         suffix = dataset.config["LIST_SUFFIX"]
         item_list_field = iid_field + suffix
         if item_list_field not in inter or len_field not in inter:
-            raise ValueError(
+            raise ConfigError(
                 f"GenPAS needs a sequential train split with '{item_list_field}' and '{len_field}' "
                 "(a RecBole SequentialDataset). Fix: use a sequential model (MODEL_TYPE SEQUENTIAL)."
             )
@@ -77,7 +78,7 @@ class TrainSequences:
 
         uid = inter[uid_field].numpy()
         if uid.size == 0:
-            raise ValueError(
+            raise ConfigError(
                 "GenPAS: the train split is empty (every user has < 2 training items). "
                 "Fix: check the dataset filters / split."
             )
@@ -116,7 +117,7 @@ class TrainSequences:
         mask = cols[None, :] < length[:, None]
         expect = np.where(mask, self.seqs.items[np.where(mask, pos, 0)], 0)
         if not np.array_equal(np.where(mask, lst, 0), expect):
-            raise ValueError(
+            raise ConfigError(
                 "GenPAS could not rebuild the users' training sequences from the train split: its "
                 f"'{item_list_field}' rows are not RecBole's prefix augmentation of one chronological "
                 "sequence per user (e.g. benchmark_filename splits or a custom augmentation). "
@@ -161,7 +162,7 @@ class GenPASTrainDataLoader(TrainDataLoader):
     def __init__(self, config, dataset, sampler, shuffle=False):
         self.spec = sampler_spec_from_config(config)
         if self.spec is None:
-            raise ValueError(
+            raise ConfigError(
                 "GenPASTrainDataLoader needs train_sampler LT, MT, SW or genpas; with "
                 "train_sampler: default use RecBole's TrainDataLoader."
             )

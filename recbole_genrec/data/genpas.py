@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recbole_genrec.errors import ConfigError
+
 INF = math.inf
 
 PRESETS = {
@@ -63,7 +65,7 @@ def parse_exponent(value, key):
     Raises ``ValueError`` naming ``key`` for NaN, booleans and non-numeric strings.
     """
     if isinstance(value, bool):
-        raise ValueError(f"Config key '{key}' must be a number or 'inf'/'-inf', got {value!r}.")
+        raise ConfigError(f"Config key '{key}' must be a number or 'inf'/'-inf', got {value!r}.")
     if isinstance(value, str):
         text = value.strip().lower().replace("infinity", "inf")
         if text.lstrip("+-.") == "inf":
@@ -71,19 +73,19 @@ def parse_exponent(value, key):
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"Config key '{key}' must be a number or 'inf'/'-inf', got {value!r}. "
                 f"Fix: e.g. --{key}=1 or --{key}=-inf."
             ) from None
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ConfigError(
             f"Config key '{key}' must be a number or 'inf'/'-inf', got {value!r}. "
             f"Fix: e.g. --{key}=1 or --{key}=-inf."
         ) from None
     if math.isnan(value):
-        raise ValueError(f"Config key '{key}' is NaN. Fix: give a number or 'inf'/'-inf'.")
+        raise ConfigError(f"Config key '{key}' is NaN. Fix: give a number or 'inf'/'-inf'.")
     return value
 
 
@@ -104,10 +106,10 @@ def parse_pairs_per_epoch(value, n_mt, n_users, key="genpas_pairs_per_epoch"):
     if value is None:
         return int(n_mt)
     if isinstance(value, bool):
-        raise ValueError(f"Config key '{key}' got {value!r}. {fix}")
+        raise ConfigError(f"Config key '{key}' got {value!r}. {fix}")
     if isinstance(value, (int, np.integer)):
         if value < 1:
-            raise ValueError(f"Config key '{key}' must be >= 1, got {value}. {fix}")
+            raise ConfigError(f"Config key '{key}' must be >= 1, got {value}. {fix}")
         return int(value)
     if isinstance(value, str):
         text = value.strip().lower()
@@ -119,13 +121,13 @@ def parse_pairs_per_epoch(value, n_mt, n_users, key="genpas_pairs_per_epoch"):
             try:
                 factor = float(text[:-1])
             except ValueError:
-                raise ValueError(f"Config key '{key}' got {value!r}. {fix}") from None
+                raise ConfigError(f"Config key '{key}' got {value!r}. {fix}") from None
             if not math.isfinite(factor) or factor <= 0:
-                raise ValueError(f"Config key '{key}' needs a positive finite multiple, got {value!r}. {fix}")
+                raise ConfigError(f"Config key '{key}' needs a positive finite multiple, got {value!r}. {fix}")
             return max(1, int(round(factor * n_mt)))
         if text.isdigit():
             return parse_pairs_per_epoch(int(text), n_mt, n_users, key)
-    raise ValueError(f"Config key '{key}' got {value!r}. {fix}")
+    raise ConfigError(f"Config key '{key}' got {value!r}. {fix}")
 
 
 @dataclass(frozen=True)
@@ -168,12 +170,12 @@ def sampler_spec_from_config(config):
     """
     name = _get(config, "train_sampler", "default")
     if not isinstance(name, str):
-        raise ValueError(
+        raise ConfigError(
             f"Config key 'train_sampler' got {name!r}. Fix: one of {', '.join(SAMPLER_CHOICES)}."
         )
     canon = {c.lower(): c for c in SAMPLER_CHOICES}.get(name.strip().lower())
     if canon is None:
-        raise ValueError(
+        raise ConfigError(
             f"Config key 'train_sampler' got unknown sampler {name!r}. "
             f"Fix: one of {', '.join(SAMPLER_CHOICES)}."
         )
@@ -181,10 +183,10 @@ def sampler_spec_from_config(config):
         return None
     mode = str(_get(config, "genpas_mode", "sample")).strip().lower()
     if mode not in MODES:
-        raise ValueError(f"Config key 'genpas_mode' got {mode!r}. Fix: one of {', '.join(MODES)}.")
+        raise ConfigError(f"Config key 'genpas_mode' got {mode!r}. Fix: one of {', '.join(MODES)}.")
     truncation = str(_get(config, "genpas_truncation", "cut")).strip().lower()
     if truncation not in TRUNCATIONS:
-        raise ValueError(
+        raise ConfigError(
             f"Config key 'genpas_truncation' got {truncation!r}. Fix: one of {', '.join(TRUNCATIONS)}."
         )
     if canon in PRESETS:
@@ -196,7 +198,7 @@ def sampler_spec_from_config(config):
         gamma = parse_exponent(_get(config, "genpas_gamma", mt[2]), "genpas_gamma")
     spec = SamplerSpec(canon, alpha, beta, gamma, mode, truncation)
     if mode == "enumerate" and spec.preset() is None:
-        raise ValueError(
+        raise ConfigError(
             f"Config key 'genpas_mode' is 'enumerate', which exists only for the presets LT/MT/SW, "
             f"but (alpha, beta, gamma) = {tuple(map(format_exponent, spec.theta))}. "
             "Fix: --genpas_mode=sample, or --train_sampler=LT|MT|SW."
@@ -252,7 +254,7 @@ def user_probs(lengths, alpha):
     probs = np.zeros(lengths.size, dtype=np.float64)
     ok = lengths >= 2
     if not ok.any():
-        raise ValueError("GenPAS: no user has >= 2 training items, so there is no training pair.")
+        raise ConfigError("GenPAS: no user has >= 2 training items, so there is no training pair.")
     probs[ok] = power_probs(lengths[ok] - 1, alpha)
     return probs
 

@@ -1,0 +1,527 @@
+"""GenPAS training-free parameter search (spec ``shared/specs/genpas.md`` §3).
+
+Step 1, target alignment: for every (alpha, beta) of the grid the exact training-target
+distribution ``p_theta`` is compared with the empirical distribution ``q`` of the **validation**
+targets, ``KL_eps(q || p_theta)`` (eps = 1e-10 added to both, renormalised; gamma has no effect).
+The filter keeps ``KL <= KL(MT)`` (``genpas_kl_keep: mt``, default) or the lowest-KL fraction of
+(alpha, beta) pairs (``genpas_kl_keep: 0.25``), times every gamma, plus MT itself
+(``genpas_kl_include_mt``). Test targets are used only for the analysis column, never to select.
+
+Step 2, alignment A and discrimination D (our reconstruction, spec §3 "(decide)"). Similarity is
+``1 - NED`` with ``NED(a, b) = Levenshtein(a, b) / max(|a|, |b|)``. Queries are the validation
+pairs ``(x_v, y_v)`` of ``genpas_ad_queries`` users sampled with the config seed. Under theta,
+with exact weights ``P(u) P(t|u) P(i|u,t)`` over every distinct truncated training input::
+
+    A(theta) = mean_v  E_theta[1 - NED(x, x_v) | y = y_v]   over v with P_theta(y = y_v) > 0
+    D(theta) = mean_v  E_theta[1 - NED(x, x_v) | y != y_v]  (lower is better)
+
+and the coverage (share of queries with ``P_theta(y = y_v) > 0``) is reported. Two sequences with
+no common item have similarity 0, so only training inputs sharing an item with ``x_v`` are
+compared (an inverted index); the result is still exact. Similarities do not depend on theta, so
+they are computed once and every theta is two sparse matrix-vector products. When there are more
+than ``genpas_ad_max_pairs`` distinct inputs, ``genpas_ad_sample_pairs`` pairs are drawn from
+each theta instead (Monte Carlo weights). A and D are pluggable (``ad_fn`` of :func:`run_search`).
+
+Ranking (paper): ``rank_A`` by A descending, ``rank_D`` by D ascending (ties share the smallest
+rank), ``score = max(rank_A, rank_D)``, lower is better; ties broken by A/D (higher first), then
+KL (lower first), then grid order. The top ``genpas_top_k`` (default 5) are returned; train each
+and pick the best by validation NDCG@10.
+"""
+
+import json
+import math
+import os
+import time
+from logging import getLogger
+
+import numpy as np
+import scipy.sparse as sp
+from rapidfuzz.distance import Levenshtein
+from rapidfuzz.process import cpdist
+from scipy.stats import rankdata
+
+from recbole_genrec.errors import ConfigError
+from recbole_genrec.data.genpas import (
+    INF,
+    PRESETS,
+    GenPASSampler,
+    format_exponent,
+    kl_divergence,
+    parse_exponent,
+    target_distribution,
+)
+
+MT = PRESETS["MT"]
+DEFAULT_GRID = {
+    "alpha": [-2.0, -1.0, 0.0, 1.0, 2.0],
+    "beta": [-1.0, 0.0, 1.0, 2.0, INF],
+    "gamma": [-INF, -1.0, 0.0, 1.0],
+}
+_CHAR_BASE = 0x10000  # items as single code points outside the BMP (no surrogates)
+_MAX_CHAR_ITEMS = 0x10FFFF - _CHAR_BASE
+
+
+# --------------------------------------------------------------------------- NED
+
+
+def ned(a, b):
+    """Normalised edit distance ``Levenshtein(a, b) / max(|a|, |b|)`` of two item sequences.
+
+    Insertions, deletions and substitutions cost 1. ``ned([1,2,3,4], [1,3,4]) == 0.25``; disjoint
+    sequences give 1; identical ones 0 (two empty sequences: 0).
+    """
+    a, b = list(a), list(b)
+    if not a and not b:
+        return 0.0
+    return Levenshtein.distance(a, b) / max(len(a), len(b))
+
+
+def _as_strings(padded, lengths):
+    """Item-id rows -> one code point per item (rapidfuzz's fastest path)."""
+    out = []
+    for row, n in zip(padded.tolist(), lengths.tolist()):
+        out.append("".join(map(chr, (_CHAR_BASE + v for v in row[:n]))))
+    return out
+
+
+# --------------------------------------------------------------------------- step 1: KL
+
+
+def parse_grid(config_grid=None):
+    """Grid dict ``{alpha, beta, gamma}`` from ``genpas_grid_*`` values (``inf`` strings allowed)."""
+    grid = {}
+    for name in ("alpha", "beta", "gamma"):
+        key = f"genpas_grid_{name}"
+        values = DEFAULT_GRID[name] if config_grid is None else config_grid.get(name, DEFAULT_GRID[name])
+        if isinstance(values, (str, int, float)):
+            values = [values]
+        if values is None or len(values) == 0:
+            raise ConfigError(f"Config key '{key}' is empty. Fix: give a list, e.g. {DEFAULT_GRID[name]}.")
+        parsed = []
+        for v in values:
+            x = parse_exponent(v, key)
+            if x not in parsed:
+                parsed.append(x)
+        grid[name] = parsed
+    return grid
+
+
+def kl_table(seqs, q_valid, n_items, alphas, betas, q_test=None):
+    """``{(alpha, beta): {"valid": KL, "test": KL}}`` for every grid pair, plus MT's."""
+    table = {}
+    pairs = [(a, b) for a in alphas for b in betas]
+    if MT[:2] not in pairs:
+        pairs.append(MT[:2])
+    for a, b in pairs:
+        p = target_distribution(seqs, a, b, n_items)[1:]  # item 0 is RecBole's padding
+        row = {"valid": kl_divergence(q_valid[1:], p)}
+        if q_test is not None:
+            row["test"] = kl_divergence(q_test[1:], p)
+        table[(a, b)] = row
+    return table
+
+
+def kl_filter(table, alphas, betas, gammas, keep="mt", include_mt=True):
+    """Candidates ``(alpha, beta, gamma)`` that pass the KL filter (see module doc), grid order.
+
+    Raises ``ValueError`` when nothing is left.
+    """
+    grid_ab = [(a, b) for a in alphas for b in betas]
+    kl = {ab: table[ab]["valid"] for ab in grid_ab}
+    mt_kl = table[MT[:2]]["valid"]
+    keep_text = str(keep).strip().lower()
+    if keep_text == "mt":
+        kept = [ab for ab in grid_ab if kl[ab] <= mt_kl * (1 + 1e-12)]
+    else:
+        try:
+            frac = float(keep)
+        except (TypeError, ValueError):
+            frac = float("nan")
+        if not (0 < frac <= 1):
+            raise ConfigError(
+                f"Config key 'genpas_kl_keep' got {keep!r}. Fix: mt, or a fraction in (0, 1] such as 0.25."
+            )
+        n_keep = max(1, math.ceil(frac * len(grid_ab)))
+        best = sorted(grid_ab, key=lambda ab: (kl[ab], grid_ab.index(ab)))[:n_keep]
+        kept = [ab for ab in grid_ab if ab in best]
+    candidates = [(a, b, g) for a, b in kept for g in gammas]
+    if include_mt and MT not in candidates:
+        candidates.append(MT)
+    if not candidates:
+        raise ConfigError(
+            f"GenPAS search: no configuration is left after the KL filter (genpas_kl_keep={keep!r}, "
+            f"KL(MT) on validation = {mt_kl:.4f}, the grid's lowest KL = {min(kl.values()):.4f}). "
+            "Fix: widen genpas_grid_alpha/genpas_grid_beta, set genpas_kl_keep to a fraction such as "
+            "0.25, or genpas_kl_include_mt: true."
+        )
+    return candidates
+
+
+# --------------------------------------------------------------------------- step 2: A / D
+
+
+class WindowSimilarity:
+    """``1 - NED`` between every query input and every training input sharing an item with it.
+
+    Args:
+        seqs: training parts (:class:`~recbole_genrec.data.genpas.Sequences`).
+        rows, t, start: the training inputs ``s_start..s_{t-1}`` (1-based) with targets ``s_t``.
+        q_lists, q_lengths: query inputs, padded ``[Q, L]`` + lengths; q_targets: ``[Q]``.
+        workers: rapidfuzz threads (-1 = all cores).
+    """
+
+    def __init__(self, seqs, rows, t, start, q_lists, q_lengths, q_targets, n_items, workers=-1):
+        rows, t, start = (np.asarray(a, dtype=np.int64) for a in (rows, t, start))
+        q_lists, q_lengths = np.asarray(q_lists, np.int64), np.asarray(q_lengths, np.int64)
+        self.q_targets = np.asarray(q_targets, dtype=np.int64)
+        self.n_windows = rows.size
+        off = seqs.offsets[rows] + start - 1
+        w_len = t - start
+        self.w_target = seqs.items[seqs.offsets[rows] + t - 1]
+        # windows x items (binary) and queries x items
+        w_ptr = np.concatenate([[0], np.cumsum(w_len)])
+        w_idx = seqs.items[np.repeat(off, w_len) + np.arange(w_ptr[-1]) - np.repeat(w_ptr[:-1], w_len)]
+        wmat = sp.csr_matrix((np.ones(w_idx.size, np.float32), w_idx, w_ptr), shape=(rows.size, n_items))
+        qmask = np.arange(q_lists.shape[1])[None, :] < q_lengths[:, None]
+        q_ptr = np.concatenate([[0], np.cumsum(q_lengths)])
+        qmat = sp.csr_matrix(
+            (np.ones(q_ptr[-1], np.float32), q_lists[qmask], q_ptr), shape=(q_lists.shape[0], n_items)
+        )
+        cand = (qmat @ wmat.T).tocsr()  # [Q, n_windows]: nonzero where they share an item
+        cand.sum_duplicates()
+        qi = np.repeat(np.arange(cand.shape[0]), np.diff(cand.indptr))
+        wi = cand.indices.astype(np.int64)
+        self.n_compared = int(wi.size)
+        # strings: only for windows that are compared at all
+        used = np.unique(wi)
+        w_pad_idx = np.repeat(off[used], w_len[used]) + np.arange(w_len[used].sum()) - np.repeat(
+            np.cumsum(w_len[used]) - w_len[used], w_len[used]
+        )
+        chars = np.fromiter((chr(_CHAR_BASE + v) for v in seqs.items[w_pad_idx].tolist()), dtype=object)
+        bounds = np.concatenate([[0], np.cumsum(w_len[used])]).tolist()
+        flat = "".join(chars.tolist()) if chars.size else ""
+        w_str = {}
+        for k, w in enumerate(used.tolist()):
+            w_str[w] = flat[bounds[k] : bounds[k + 1]]
+        q_str = _as_strings(q_lists, q_lengths)
+        sim = np.empty(wi.size, dtype=np.float64)
+        chunk = 1_000_000
+        for s in range(0, wi.size, chunk):
+            a = [q_str[k] for k in qi[s : s + chunk].tolist()]
+            b = [w_str[k] for k in wi[s : s + chunk].tolist()]
+            sim[s : s + chunk] = 1.0 - cpdist(
+                a, b, scorer=Levenshtein.normalized_distance, workers=workers, dtype=np.float64
+            )
+        same = self.w_target[wi] == self.q_targets[qi]
+        shape = (q_lists.shape[0], rows.size)
+        self.s_same = sp.csr_matrix((sim * same, (qi, wi)), shape=shape)
+        self.s_diff = sp.csr_matrix((sim * ~same, (qi, wi)), shape=shape)
+        self.s_same.eliminate_zeros()
+        self.s_diff.eliminate_zeros()
+
+    def scores(self, weights):
+        """``A, D, coverage`` for window weights (probabilities, or sample frequencies)."""
+        weights = np.asarray(weights, dtype=np.float64)
+        total = weights.sum()
+        p_y = np.bincount(self.w_target, weights=weights, minlength=int(self.q_targets.max(initial=0)) + 1)
+        p_v = p_y[self.q_targets] if p_y.size else np.zeros(self.q_targets.size)
+        num_same = self.s_same @ weights
+        num_diff = self.s_diff @ weights
+        has = p_v > 0
+        rest = total - p_v
+        a = float(np.mean(num_same[has] / p_v[has])) if has.any() else float("nan")
+        ok = rest > 0
+        d = float(np.mean(num_diff[ok] / rest[ok])) if ok.any() else float("nan")
+        return a, d, float(has.mean()) if has.size else 0.0
+
+
+def alignment_discrimination(seqs, thetas, queries, n_items, max_len, truncation="cut", max_pairs=2_000_000,
+                             sample_pairs=200_000, seed=0, workers=-1):
+    """``{theta: (A, D, coverage)}`` for every theta (exact weights, or sampled above ``max_pairs``)."""
+    q_lists, q_lengths, q_targets = queries
+    out = {}
+    first = GenPASSampler(seqs, *thetas[0], max_len=max_len, truncation=truncation)
+    if first.n_windows() <= max_pairs:
+        rows, t, start, _ = first.exact_windows()
+        sim = WindowSimilarity(seqs, rows, t, start, q_lists, q_lengths, q_targets, n_items, workers)
+        for theta in thetas:
+            sampler = GenPASSampler(seqs, *theta, max_len=max_len, truncation=truncation)
+            out[theta] = sim.scores(sampler.exact_windows()[3])
+        return out
+    for k, theta in enumerate(thetas):  # Monte Carlo: sampled pairs, merged by truncated input
+        sampler = GenPASSampler(seqs, *theta, max_len=max_len, truncation=truncation)
+        rows, t, i = sampler.sample(sample_pairs, np.random.default_rng([int(seed) & 0xFFFFFFFF, 7919, k]))
+        start = i if max_len is None else np.maximum(i, t - max_len)
+        key = np.stack([rows, t, start], 1)
+        uniq, counts = np.unique(key, axis=0, return_counts=True)
+        sim = WindowSimilarity(seqs, uniq[:, 0], uniq[:, 1], uniq[:, 2], q_lists, q_lengths, q_targets, n_items, workers)
+        out[theta] = sim.scores(counts / counts.sum())
+    return out
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def rank_candidates(records):
+    """Add ``rank_A``, ``rank_D``, ``score`` to each record and return them best first.
+
+    Each record has ``theta``, ``A``, ``D``, ``KL`` (and ``order``, its grid position). A NaN A
+    ranks last; a D of 0 makes A/D infinite.
+    """
+    if not records:
+        return []
+    a = np.array([r["A"] for r in records], dtype=np.float64)
+    d = np.array([r["D"] for r in records], dtype=np.float64)
+    rank_a = rankdata(-np.where(np.isnan(a), -np.inf, a), method="min")
+    rank_d = rankdata(np.where(np.isnan(d), np.inf, d), method="min")
+    out = []
+    for k, r in enumerate(records):
+        r = dict(r)
+        r["rank_A"], r["rank_D"] = int(rank_a[k]), int(rank_d[k])
+        r["score"] = max(r["rank_A"], r["rank_D"])
+        if np.isnan(a[k]) or np.isnan(d[k]):
+            r["A/D"] = float("nan")
+        else:
+            r["A/D"] = float(a[k] / d[k]) if d[k] > 0 else (INF if a[k] > 0 else 0.0)
+        r.setdefault("order", k)
+        out.append(r)
+
+    def key(r):
+        ratio = r["A/D"] if not math.isnan(r["A/D"]) else -INF
+        return (r["score"], -ratio, r["KL"], r["order"])
+
+    return sorted(out, key=key)
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def sample_queries(valid_lists, valid_lengths, valid_targets, n_queries, seed):
+    """Up to ``n_queries`` validation pairs, drawn without replacement (seeded), in data order."""
+    n = len(valid_targets)
+    if n == 0:
+        raise ConfigError("GenPAS search: the validation split is empty, so there is no query.")
+    if n_queries is None or n_queries <= 0 or n_queries >= n:
+        idx = np.arange(n)
+    else:
+        idx = np.sort(np.random.default_rng([int(seed) & 0xFFFFFFFF, 2000]).choice(n, n_queries, replace=False))
+    return np.asarray(valid_lists)[idx], np.asarray(valid_lengths)[idx], np.asarray(valid_targets)[idx]
+
+
+def theta_config_line(theta):
+    """Command-line flags that train with ``theta``."""
+    a, b, g = map(format_exponent, theta)
+    return f"--train_sampler=genpas --genpas_alpha={a} --genpas_beta={b} --genpas_gamma={g}"
+
+
+def _ab_name(ab):
+    names = [n for n, t in PRESETS.items() if t[:2] == tuple(ab)]
+    return names[0] if names else ""
+
+
+def theta_name(theta):
+    for name, triple in PRESETS.items():
+        if triple == tuple(theta):
+            return name
+    return ""
+
+
+def run_search(seqs, valid, n_items, max_len, test_targets=None, grid=None, kl_keep="mt", include_mt=True,
+               top_k=5, n_queries=2000, max_pairs=2_000_000, sample_pairs=200_000, truncation="cut", seed=2020,
+               workers=-1, ad_fn=None):
+    """The whole search on rebuilt training parts ``seqs`` and validation pairs ``valid``.
+
+    Args:
+        valid: ``(lists [N, L], lengths [N], targets [N])`` of the validation split.
+        test_targets: optional, only for the analysis column ``KL test`` (never used to select).
+        ad_fn: replaces :func:`alignment_discrimination` (same signature) to plug in another A/D.
+
+    Returns a JSON-ready dict (see :func:`write_outputs`).
+    """
+    timings = {}
+    t0 = time.perf_counter()
+    grid = parse_grid(grid)
+    if int(top_k) < 1:
+        raise ConfigError(f"Config key 'genpas_top_k' must be >= 1, got {top_k}.")
+    q_valid = np.bincount(np.asarray(valid[2], np.int64), minlength=n_items).astype(np.float64)
+    q_valid /= q_valid.sum()
+    q_test = None
+    if test_targets is not None and len(test_targets):
+        q_test = np.bincount(np.asarray(test_targets, np.int64), minlength=n_items).astype(np.float64)
+        q_test /= q_test.sum()
+    table = kl_table(seqs, q_valid, n_items, grid["alpha"], grid["beta"], q_test)
+    timings["kl_s"] = time.perf_counter() - t0
+    timings["kl_per_config_s"] = timings["kl_s"] / len(table)
+    candidates = kl_filter(table, grid["alpha"], grid["beta"], grid["gamma"], kl_keep, include_mt)
+
+    t1 = time.perf_counter()
+    queries = sample_queries(*valid, n_queries, seed)
+    ad = (ad_fn or alignment_discrimination)(
+        seqs, candidates, queries, n_items, max_len, truncation, max_pairs, sample_pairs, seed, workers
+    )
+    timings["ad_s"] = time.perf_counter() - t1
+    records = []
+    for k, theta in enumerate(candidates):
+        a, d, cov = ad[theta]
+        records.append({"theta": theta, "A": a, "D": d, "coverage": cov, "KL": table[theta[:2]]["valid"], "order": k})
+    ranked = rank_candidates(records)
+    timings["total_s"] = time.perf_counter() - t0
+
+    def tj(theta):
+        return [format_exponent(x) for x in theta]
+
+    return {
+        "grid": {k: [format_exponent(x) for x in v] for k, v in grid.items()},
+        "kl_keep": str(kl_keep),
+        "n_queries": int(len(queries[2])),
+        "seed": int(seed),
+        "max_len": max_len,
+        "truncation": truncation,
+        "kl": [
+            {"alpha": format_exponent(a), "beta": format_exponent(b), "name": _ab_name((a, b)), **row}
+            for (a, b), row in table.items()
+        ],
+        "kl_presets": {
+            name: kl_table(seqs, q_valid, n_items, [t[0]], [t[1]], q_test)[t[:2]] for name, t in PRESETS.items()
+        },
+        "candidates": [
+            {**{k: v for k, v in r.items() if k not in ("theta", "order")}, "theta": tj(r["theta"]),
+             "name": theta_name(r["theta"])}
+            for r in ranked
+        ],
+        "top_k": [
+            {"theta": tj(r["theta"]), "name": theta_name(r["theta"]), "config": theta_config_line(r["theta"])}
+            for r in ranked[: int(top_k)]
+        ],
+        "timings": timings,
+    }
+
+
+# --------------------------------------------------------------------------- dataset, report
+
+
+def search_inputs_from_datasets(train_dataset, valid_dataset, test_dataset=None):
+    """``(seqs, valid, test_targets, n_items, max_len)`` from RecBole's built splits."""
+    from recbole_genrec.data.dataloader import TrainSequences
+
+    ts = TrainSequences(train_dataset)
+    iid = valid_dataset.iid_field
+    lst = iid + valid_dataset.config["LIST_SUFFIX"]
+    vf = valid_dataset.inter_feat
+    valid = (vf[lst].numpy(), vf[valid_dataset.item_list_length_field].numpy(), vf[iid].numpy())
+    test_targets = None if test_dataset is None else test_dataset.inter_feat[iid].numpy()
+    return ts.seqs, valid, test_targets, train_dataset.item_num, ts.max_len
+
+
+def format_table(result):
+    """The printed report: KL table, candidates with A/D ranks, top-k config lines."""
+    lines = ["KL(q || p_theta) per (alpha, beta)  [gamma has no effect; selection uses valid]"]
+    has_test = any("test" in r for r in result["kl"])
+    lines.append(f"{'alpha':>6} {'beta':>6} {'KL valid':>9}" + (f" {'KL test':>8}" if has_test else ""))
+    for r in sorted(result["kl"], key=lambda r: r["valid"]):
+        lines.append(
+            f"{r['alpha']:>6} {r['beta']:>6} {r['valid']:9.4f}" + (f" {r['test']:8.4f}" if has_test else "")
+        )
+    lines.append("")
+    lines.append(f"Candidates after the KL filter ({len(result['candidates'])}), best first:")
+    lines.append(
+        f"{'alpha':>6} {'beta':>6} {'gamma':>6} {'name':>4} {'KL':>7} {'A':>9} {'D':>9} {'A/D':>7} "
+        f"{'cov':>5} {'rank_A':>6} {'rank_D':>6} {'score':>5}"
+    )
+    for r in result["candidates"]:
+        a, b, g = r["theta"]
+        lines.append(
+            f"{a:>6} {b:>6} {g:>6} {r['name']:>4} {r['KL']:7.4f} {r['A']:9.5f} {r['D']:9.6f} {r['A/D']:7.2f} "
+            f"{r['coverage']:5.2f} {r['rank_A']:6d} {r['rank_D']:6d} {r['score']:5d}"
+        )
+    lines.append("")
+    lines.append(f"Top {len(result['top_k'])} (train each; pick by valid NDCG@10):")
+    for r in result["top_k"]:
+        lines.append(f"  {r['config']}" + (f"   # {r['name']}" if r["name"] else ""))
+    t = result["timings"]
+    lines.append(
+        f"Timings: KL {t['kl_s']:.3f}s ({t['kl_per_config_s'] * 1000:.1f} ms/config), A/D {t['ad_s']:.1f}s, "
+        f"search {t['total_s']:.1f}s" + (f", with data loading {t['with_loading_s']:.1f}s" if "with_loading_s" in t else "")
+    )
+    return "\n".join(lines)
+
+
+def plot_kl_heatmap(result, path):
+    """KL(valid) over alpha x beta as a PNG; cells that pass the filter are outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alphas, betas = result["grid"]["alpha"], result["grid"]["beta"]
+    cell = {(r["alpha"], r["beta"]): r["valid"] for r in result["kl"]}
+    kept = {(c["theta"][0], c["theta"][1]) for c in result["candidates"]}
+    mat = np.array([[cell[(a, b)] for b in betas] for a in alphas])
+    fig, ax = plt.subplots(figsize=(1.2 * len(betas) + 2, 0.9 * len(alphas) + 1.5))
+    im = ax.imshow(mat, cmap="viridis_r", aspect="auto")
+    for i, a in enumerate(alphas):
+        for j, b in enumerate(betas):
+            ax.text(j, i, f"{mat[i, j]:.3f}", ha="center", va="center",
+                    color="white" if mat[i, j] > np.median(mat) else "black", fontsize=9)
+            if (a, b) in kept:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+    ax.set_xticks(range(len(betas)), betas)
+    ax.set_yticks(range(len(alphas)), alphas)
+    ax.set_xlabel("beta (target bias)")
+    ax.set_ylabel("alpha (sequence bias)")
+    ax.set_title(f"KL(valid targets || train targets); red = kept ({result.get('dataset', '')})")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(result, out_dir, name):
+    """Write ``<name>.json`` and ``<name>_kl.png`` into ``out_dir``; return both paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = os.path.join(out_dir, f"{name}.json")
+    png_path = os.path.join(out_dir, f"{name}_kl.png")
+    tmp = json_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1, default=float)
+    os.replace(tmp, json_path)
+    plot_kl_heatmap(result, png_path)
+    return json_path, png_path
+
+
+def search_from_config(config, write=True):
+    """Load ``config['dataset']`` as RecBole would, run the search with the ``genpas_*`` keys."""
+    from recbole_genrec.utils import create_dataset
+
+    logger = getLogger()
+    t0 = time.perf_counter()
+    dataset = create_dataset(config)
+    train_ds, valid_ds, test_ds = dataset.build()
+    seqs, valid, test_targets, n_items, max_len = search_inputs_from_datasets(train_ds, valid_ds, test_ds)
+    t_load = time.perf_counter() - t0
+
+    def key(name, default):
+        return config[name] if name in config and config[name] is not None else default
+
+    result = run_search(
+        seqs, valid, n_items, max_len, test_targets,
+        grid={n: key(f"genpas_grid_{n}", DEFAULT_GRID[n]) for n in ("alpha", "beta", "gamma")},
+        kl_keep=key("genpas_kl_keep", "mt"),
+        include_mt=bool(key("genpas_kl_include_mt", True)),
+        top_k=int(key("genpas_top_k", 5)),
+        n_queries=int(key("genpas_ad_queries", 2000)),
+        max_pairs=int(key("genpas_ad_max_pairs", 2_000_000)),
+        sample_pairs=int(key("genpas_ad_sample_pairs", 200_000)),
+        truncation=str(key("genpas_truncation", "cut")),
+        seed=int(key("seed", 2020)),
+        workers=-1,
+    )
+    result["dataset"] = config["dataset"]
+    result["timings"]["load_s"] = t_load
+    result["timings"]["with_loading_s"] = time.perf_counter() - t0
+    if write:
+        out_dir = key("genpas_search_out", None) or os.path.join(config["checkpoint_dir"], "genpas_search")
+        result["outputs"] = list(write_outputs(result, out_dir, f"genpas_search_{config['dataset']}"))
+        logger.info(f"GenPAS search written to {result['outputs'][0]} and {result['outputs'][1]}")
+    return result
