@@ -224,3 +224,19 @@ def test_one_epoch_train_eval_checkpoint_reload_and_seed_reproducibility(tiny_da
     # the same seed twice gives identical metrics on CPU
     _, _, _, result2, _ = fit_and_test(tiny_data, tmp_path / "b")
     assert result2 == result
+
+
+def test_quick_start_end_to_end_with_semantic_id_dataset(tiny_data, tmp_path):
+    """run_recbole_genrec -> SemanticIDDataset (sid_file, no encoder) -> TIGER -> TIGERTrainer -> test metrics."""
+    import json
+
+    from recbole_genrec.quick_start import run_recbole_genrec
+    from recbole_genrec.utils import get_trainer
+
+    sid_path = os.path.join(tiny_data, "tiny", "tiny.sid-test.json")
+    with open(sid_path, "w") as f:
+        json.dump({f"i{i}": [f"<a_{i // 9}>", f"<b_{i // 3 % 3}>", f"<c_{i % 3}>"] for i in range(30)}, f)
+    keys = {**SMALL, "beam_size": 20, "valid_beam_size": 10, "warmup_steps": 2, "sid_file": sid_path}
+    out = run_recbole_genrec(model="TIGER", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path, **keys))
+    assert set(out["test_result"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
+    assert get_trainer(None, "TIGER") is TIGERTrainer
