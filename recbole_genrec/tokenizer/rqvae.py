@@ -178,6 +178,7 @@ def train_rqvae(
     device="cpu",
     keep_last=1,
     show_progress=True,
+    on_epoch_end=None,
 ):
     """Train an RQ-VAE on ``x[train_idx]`` and encode **all** rows of ``x``.
 
@@ -188,6 +189,9 @@ def train_rqvae(
     Returns ``(codes, history)``: ``codes`` is a list of ``keep_last`` tables ``[n, levels]``,
     the eval-mode codes after each of the last ``keep_last`` epochs (oldest first);
     ``history`` holds per-epoch losses, the reconstruction MSE and unused-code counts.
+
+    ``on_epoch_end(epoch, model, x_all)``, if given, is called after every epoch (for
+    diagnostics such as code usage over training; ``model.encode`` leaves the state as is).
 
     The global torch RNG is forked and seeded here, so the result depends only on the
     inputs and ``seed`` (and the caller's RNG state is left untouched).
@@ -252,6 +256,8 @@ def train_rqvae(
             bar.set_postfix(loss=f"{total / steps:.4f}", recon=f"{total_recon / steps:.4f}")
             if epoch >= epochs - keep_last:
                 codes.append(model.encode(x_all))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, model, x_all)
         logger.info(
             f"RQ-VAE: {epochs} epochs, final loss {history['loss'][-1]:.4f}, recon MSE "
             f"{history['recon_mse'][-1]:.4f}, unused codes in the last batch {history['unused_codes_last_batch'][-1]}"

