@@ -462,7 +462,7 @@ def plot_kl_heatmap(result, path):
     for i, a in enumerate(alphas):
         for j, b in enumerate(betas):
             ax.text(j, i, f"{mat[i, j]:.3f}", ha="center", va="center",
-                    color="white" if mat[i, j] > np.median(mat) else "black", fontsize=9)
+                    color="white" if mat[i, j] > (mat.min() + mat.max()) / 2 else "black", fontsize=9)
             if (a, b) in kept:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
     ax.set_xticks(range(len(betas)), betas)

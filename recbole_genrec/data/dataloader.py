@@ -36,6 +36,7 @@ from recbole.utils import set_color
 
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.data.genpas import (
+    GenPASSampler,
     Sequences,
     draw_epoch_pairs,
     enumerate_pairs,
@@ -179,6 +180,11 @@ class GenPASTrainDataLoader(TrainDataLoader):
                 config["genpas_pairs_per_epoch"], seqs.n_mt_pairs(), seqs.n_pair_users()
             )
         self._pairs = None
+        self._sampler_math = None
+        if self.spec.mode == "sample":
+            self._sampler_math = GenPASSampler(
+                seqs, *self.spec.theta, max_len=self.max_len, truncation=self.spec.truncation
+            )
         # TrainDataLoader.__init__ would set sample_size = len(dataset); ours is the pair count.
         self.logger = getLogger()
         self._set_neg_sample_args(config, dataset, config["MODEL_INPUT_TYPE"], config["train_neg_sample_args"])
@@ -202,7 +208,8 @@ class GenPASTrainDataLoader(TrainDataLoader):
         """The ``(rows, t, start)`` pairs of ``epoch`` (deterministic in ``(seed, epoch)``)."""
         rng = epoch_rng(self.seed, epoch)
         rows, t, i = draw_epoch_pairs(
-            self.sequences.seqs, self.spec, self.max_len, self.n_pairs, rng, shuffle=self._shuffle_pairs
+            self.sequences.seqs, self.spec, self.max_len, self.n_pairs, rng,
+            shuffle=self._shuffle_pairs, sampler=self._sampler_math,
         )
         start = np.maximum(i, t - self.max_len)  # keep the last L items of the input
         return rows, t, start

@@ -502,15 +502,19 @@ def enumerate_pairs(seqs, scheme):
     raise ValueError(f"enumerate mode exists for LT, MT, SW only, got {scheme!r}.")
 
 
-def draw_epoch_pairs(seqs, spec, max_len, n_pairs, rng, shuffle=True):
-    """One epoch of ``(rows, t, i)`` for a :class:`SamplerSpec` (sample or enumerate mode)."""
+def draw_epoch_pairs(seqs, spec, max_len, n_pairs, rng, shuffle=True, sampler=None):
+    """One epoch of ``(rows, t, i)`` for a :class:`SamplerSpec` (sample or enumerate mode).
+
+    ``sampler``: a :class:`GenPASSampler` of ``spec`` to reuse (its per-length tables are cached).
+    """
     if spec.mode == "enumerate":
         rows, t, i = enumerate_pairs(seqs, spec.preset())
         if shuffle:
             perm = rng.permutation(rows.size)
             rows, t, i = rows[perm], t[perm], i[perm]
         return rows, t, i
-    sampler = GenPASSampler(seqs, *spec.theta, max_len=max_len, truncation=spec.truncation)
+    if sampler is None:
+        sampler = GenPASSampler(seqs, *spec.theta, max_len=max_len, truncation=spec.truncation)
     return sampler.sample(n_pairs, rng)
 
 
