@@ -5,7 +5,8 @@ What it adds to :class:`recbole.config.Config` (and nothing else):
 * Plugin models are resolved first (``recbole_genrec.utils.get_model``), then RecBole's, and
   an unknown name raises a real error instead of RecBole's "No module named 'lightgbm'".
 * Defaults are layered as RecBole's, then every ``recbole_genrec/properties/*.yaml``
-  (sampler, tokenizer, ... keys), then ``recbole_genrec/properties/model/<Model>.yaml``.
+  (sampler, tokenizer, ... keys), then ``properties/dataset/<dataset>.yaml`` (the embedded
+  ml-100k: leave-one-out, item text loaded), then ``properties/model/<Model>.yaml``.
 * Config files are checked (missing file, invalid yaml, not a mapping) with a message naming
   the file; external values whose type contradicts the key's default (``--epochs=abc``)
   raise; keys nobody knows are reported with a warning (RecBole silently ignores them).
@@ -148,6 +149,7 @@ class Config(RecBoleConfig):
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         files = sorted(glob.glob(os.path.join(PROPERTIES_DIR, "*.yaml")))
+        files.append(os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"))
         files.append(os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"))
         for path in files:
             if os.path.isfile(path):
