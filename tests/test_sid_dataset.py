@@ -234,3 +234,21 @@ def test_default_encoder_is_the_packaged_minilm(tiny_data, tmp_path):
     (emb_file,) = [f for f in os.listdir(folder) if f.startswith("emb-")]
     with np.load(os.path.join(folder, emb_file)) as data:
         assert data["embeddings"].shape == (30, 384)
+
+
+def test_cli_prints_quality_and_writes_png_and_json(tiny_data, tmp_path, fake_encoder, monkeypatch, capsys):
+    import yaml
+
+    from recbole_genrec.tokenizer.__main__ import main
+
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_config(tiny_data, tmp_path, **SMALL)))
+    monkeypatch.setattr("sys.argv", ["tokenizer"])
+    png, out_json = tmp_path / "usage.png", tmp_path / "report.json"
+    report = main(["--dataset=tiny", "--model=SASRec", f"--config_files={config_file}", f"--png={png}",
+                   f"--json={out_json}", "--sid_method=rkmeans"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "collision rate before" in printed and "time per stage" in printed and "prefix length" in printed
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(out_json.read_text())["quality"]["collision_rate_after"] == 0.0
+    assert report["method"] == "rkmeans" and report["source"] == "built"

@@ -206,3 +206,8 @@ def test_sid_file_validation_names_file_and_item(tmp_path, table, message):
     with pytest.raises(ValueError, match=message) as err:
         load_sid_file(path, ["x", "y"], "tiny")
     assert path in str(err.value)
+
+
+def test_more_tokenizers_than_epochs_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"sid_num_tokenizers=5 needs rq_epochs >= 5"):
+        train_rqvae(_blobs(), np.arange(100), SMALL_RQ, keep_last=5, show_progress=False)
