@@ -13,6 +13,7 @@ import pytest
 from conftest import WORDS, tiny_config, write_tiny_dataset
 from recbole_genrec.config import Config
 from recbole_genrec.data.dataset import SemanticIDDataset
+from recbole_genrec.errors import ConfigError
 from recbole_genrec.tokenizer import text as text_module
 from recbole_genrec.tokenizer.collision import collision_rate
 
@@ -220,7 +221,7 @@ def test_sid_file_missing_item_is_a_clear_error(tiny_data, tmp_path):
     _write_sid_file(path, [f"i{k}" for k in range(29)], [[k, 0] for k in range(29)])
     with pytest.raises(ValueError, match=r"short\.json.*no semantic ID for 1 of the 30 items of dataset \[tiny\], e\.g\. item 'i29'"):
         make_dataset(tiny_data, tmp_path, sid_file=path)
-    with pytest.raises(FileNotFoundError, match="nowhere.json"):
+    with pytest.raises(ConfigError, match="nowhere.json"):
         make_dataset(tiny_data, tmp_path, sid_file="nowhere.json")
 
 

@@ -89,7 +89,7 @@ def main(argv=None):
         init_logger(config)
         start = time.time()
         dataset = SemanticIDDataset(config)
-    except (UserError, ValueError, FileNotFoundError, KeyError) as err:
+    except UserError as err:  # a mistake in the command, config or data: no traceback
         sys.exit(f"error: {err}")
     report = tokenizer_report(dataset)
     report["total_seconds"] = time.time() - start

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recbole_genrec.errors import ConfigError
 from recbole_genrec.tokenizer.cache import array_digest, digest, load_entry, save_entry
 from recbole_genrec.tokenizer.collision import add_collision_level, collision_rate
 from recbole_genrec.tokenizer.quality import id_change_rate, tokenizer_quality
@@ -69,7 +70,7 @@ def rq_params(config):
     p["dead_code_restart"] = bool(_cfg(config, "dead_code_restart", False))
     missing = [k for k, v in p.items() if v is None]
     if missing:
-        raise KeyError(
+        raise ConfigError(
             f"Semantic-ID config keys {['rq_' + k for k in missing]} are unset; recbole_genrec/properties/sid.yaml "
             f"holds their defaults (use recbole_genrec.config.Config)."
         )
@@ -95,6 +96,8 @@ def training_item_mask(config, dataset):
     iid = _column(inter, dataset.iid_field)
     split = (_cfg(config, "eval_args", {}) or {}).get("split") or {}
     mode = _cfg(config, "sid_train_items", "train")
+    if mode not in ("train", "all"):
+        raise ConfigError(f"sid_train_items must be 'train' or 'all', got {mode!r}.")
     uid_field, time_field = dataset.uid_field, dataset.time_field
     if mode == "all" or uid_field is None or not ("LS" in split or "RS" in split):
         if mode != "all":
@@ -102,8 +105,6 @@ def training_item_mask(config, dataset):
         mask[np.unique(iid)] = True
         mask[0] = False
         return mask
-    if mode != "train":
-        raise ValueError(f"sid_train_items must be 'train' or 'all', got {mode!r}.")
     uid = _column(inter, uid_field)
     order_key = _column(inter, time_field) if time_field in inter.columns else np.arange(len(uid))
     order = np.lexsort((np.arange(len(uid)), order_key, uid))  # by user, then time, then file order
@@ -150,7 +151,7 @@ def _from_sid_file(config, dataset):
     t0 = time.time()
     path = resolve_sid_file(config["sid_file"], getattr(dataset, "dataset_path", None))
     if int(_cfg(config, "sid_num_tokenizers", 1)) > 1:
-        raise ValueError("sid_num_tokenizers > 1 needs sid_method: rqvae; a sid_file holds one tokenizer.")
+        raise ConfigError("sid_num_tokenizers > 1 needs sid_method: rqvae; a sid_file holds one tokenizer.")
     raw = load_sid_file(path, _item_tokens(config, dataset), dataset.dataset_name)
     size = int(_cfg(config, "rq_codebook_size", 256))
     sizes = [max(int(raw[:, level].max()) + 1, size) for level in range(raw.shape[1])]
@@ -229,9 +230,9 @@ def build_semantic_ids(config, dataset, show_progress=None):
     elif method == "rkmeans":
         params = {key: _cfg(config, "rq_" + key) for key in RKMEANS_KEYS}
         if n_tok > 1:
-            raise ValueError("sid_num_tokenizers > 1 needs sid_method: rqvae (checkpoints of one run).")
+            raise ConfigError("sid_num_tokenizers > 1 needs sid_method: rqvae (checkpoints of one run).")
     else:
-        raise ValueError(f"sid_method must be 'rqvae' or 'rkmeans', got {method!r}.")
+        raise ConfigError(f"sid_method must be 'rqvae' or 'rkmeans', got {method!r}.")
     train_mask = training_item_mask(config, dataset)[1:]
     pca_dim = int(_cfg(config, "sid_pca_dim", -1))
     key = digest(

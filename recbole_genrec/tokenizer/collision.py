@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from recbole_genrec.errors import ConfigError
+
 
 def collision_groups(codes):
     """``(inverse, counts)``: the group index of every row and the size of every group of equal rows."""
@@ -27,7 +29,7 @@ def add_collision_level(codes, codebook_size=256, dataset_name="?"):
     distinct. Items without a collision get 0 (TIGER's convention; the MTGRec code uses a
     1-based counter, which is equivalent for uniqueness).
 
-    Raises ``ValueError`` naming the dataset and the group size when a group has more
+    Raises ``ConfigError`` (a ``ValueError``) naming the dataset and the group size when a group has more
     items than ``codebook_size`` codes on the extra level.
     """
     codes = np.asarray(codes, dtype=np.int64)
@@ -39,7 +41,7 @@ def add_collision_level(codes, codebook_size=256, dataset_name="?"):
     if largest > codebook_size:
         g = int(np.argmax(counts))
         prefix = tuple(int(c) for c in codes[np.flatnonzero(inverse == g)[0]])
-        raise ValueError(
+        raise ConfigError(
             f"Dataset [{dataset_name}]: {largest} items share the semantic-ID prefix {prefix}, "
             f"but the collision level has only {codebook_size} codes. Train the tokenizer longer, "
             f"add a level (rq_levels) or raise rq_codebook_size."

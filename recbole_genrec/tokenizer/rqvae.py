@@ -8,6 +8,8 @@ import logging
 import time
 
 import numpy as np
+
+from recbole_genrec.errors import ConfigError
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,7 +50,7 @@ class Quantizer(nn.Module):
         elif vq_type == "vq":
             self.embed = nn.Parameter(embed)
         else:
-            raise ValueError(f"rq_vq_type must be 'ema' or 'vq', got {vq_type!r}.")
+            raise ConfigError(f"rq_vq_type must be 'ema' or 'vq', got {vq_type!r}.")
         self.last_unused = 0
 
     @torch.no_grad()
@@ -166,7 +168,7 @@ class RQVAE(nn.Module):
 def make_optimizer(name, params, lr, weight_decay):
     optimizers = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     if name not in optimizers:
-        raise ValueError(f"rq_optimizer must be one of {sorted(optimizers)}, got {name!r}.")
+        raise ConfigError(f"rq_optimizer must be one of {sorted(optimizers)}, got {name!r}.")
     return optimizers[name](params, lr=lr, weight_decay=weight_decay)
 
 
@@ -199,7 +201,7 @@ def train_rqvae(
     p = params
     epochs = int(p["epochs"])
     if keep_last > epochs:
-        raise ValueError(f"sid_num_tokenizers={keep_last} needs rq_epochs >= {keep_last}, got rq_epochs={epochs}.")
+        raise ConfigError(f"sid_num_tokenizers={keep_last} needs rq_epochs >= {keep_last}, got rq_epochs={epochs}.")
     logger = logging.getLogger()
     device = torch.device(device)
     devices = [device] if device.type == "cuda" else []

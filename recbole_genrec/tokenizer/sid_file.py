@@ -16,6 +16,8 @@ import re
 
 import numpy as np
 
+from recbole_genrec.errors import ConfigError
+
 _TOKEN = re.compile(r"^<([a-z])_(\d+)>$")
 
 
@@ -27,7 +29,7 @@ def resolve_sid_file(path, data_path=None):
     for candidate in candidates:
         if os.path.isfile(candidate):
             return os.path.abspath(candidate)
-    raise FileNotFoundError(
+    raise ConfigError(
         f"sid_file [{path}] not found (looked at: {', '.join(candidates)}). "
         f"Set sid_file to an existing JSON of item id -> code tokens."
     )
@@ -36,7 +38,7 @@ def resolve_sid_file(path, data_path=None):
 def load_sid_file(path, item_tokens, dataset_name="?"):
     """Codes ``[len(item_tokens), L]`` (int64) for the given raw item ids, in their order.
 
-    Raises ``ValueError`` naming the file and the offending item when the file is not a
+    Raises ``ConfigError`` (a ``ValueError``) naming the file and the offending item when the file is not a
     JSON object of token lists, misses a dataset item, has IDs of unequal length, or has a
     token that is malformed or whose level letter does not match its position.
     """
@@ -44,12 +46,12 @@ def load_sid_file(path, item_tokens, dataset_name="?"):
         try:
             table = json.load(f)
         except json.JSONDecodeError as err:
-            raise ValueError(f"sid_file [{path}] is not valid JSON: {err}") from err
+            raise ConfigError(f"sid_file [{path}] is not valid JSON: {err}") from err
     if not isinstance(table, dict) or not table:
-        raise ValueError(f"sid_file [{path}] must be a non-empty JSON object {{item id: [code tokens]}}.")
+        raise ConfigError(f"sid_file [{path}] must be a non-empty JSON object {{item id: [code tokens]}}.")
     missing = [tok for tok in item_tokens if tok not in table]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"sid_file [{path}] has no semantic ID for {len(missing)} of the {len(item_tokens)} items of "
             f"dataset [{dataset_name}], e.g. item {missing[0]!r}"
             + (f" (also {missing[1:4]})" if len(missing) > 1 else "")
@@ -57,13 +59,13 @@ def load_sid_file(path, item_tokens, dataset_name="?"):
         )
     first = table[item_tokens[0]] if item_tokens else next(iter(table.values()))
     if not isinstance(first, list) or not first:
-        raise ValueError(f"sid_file [{path}]: item {item_tokens[0]!r} has no list of code tokens.")
+        raise ConfigError(f"sid_file [{path}]: item {item_tokens[0]!r} has no list of code tokens.")
     n_levels = len(first)
     codes = np.empty((len(item_tokens), n_levels), dtype=np.int64)
     for row, tok in enumerate(item_tokens):
         sid = table[tok]
         if not isinstance(sid, list) or len(sid) != n_levels:
-            raise ValueError(
+            raise ConfigError(
                 f"sid_file [{path}]: item {tok!r} has {len(sid) if isinstance(sid, list) else sid!r} "
                 f"code tokens, but item {item_tokens[0]!r} has {n_levels}; all IDs must have equal length."
             )
@@ -71,7 +73,7 @@ def load_sid_file(path, item_tokens, dataset_name="?"):
             match = _TOKEN.match(code_token) if isinstance(code_token, str) else None
             expected = chr(ord("a") + level)
             if match is None or match.group(1) != expected:
-                raise ValueError(
+                raise ConfigError(
                     f"sid_file [{path}]: item {tok!r} has token {code_token!r} at level {level}; "
                     f"expected '<{expected}_N>' (level letters a, b, c, ... in order, N >= 0)."
                 )

@@ -9,7 +9,7 @@ through ``dataset.field2id_token[ITEM_ID_FIELD]``.
 Decisions (the spec is silent on them):
 - ``sid_text_fields`` is an ordered wish list; the columns the ``.item`` file has are used
   and the others skipped (logged), so one default serves Amazon data (title, price, brand,
-  categories) and ml-100k (movie_title). If none is present, a ``ValueError`` names the
+  categories) and ml-100k (movie_title). If none is present, a ``ConfigError`` names the
   fields, the file's columns and the fix.
 - Default text: ``"<field>: <value>"`` for every non-empty field, joined with ``"; "``.
   ``sid_text_template`` (a ``str.format`` template over field names) replaces it.
@@ -25,6 +25,8 @@ import logging
 import os
 
 import numpy as np
+
+from recbole_genrec.errors import ConfigError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _PACKAGED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
@@ -61,7 +63,7 @@ def item_texts(config, dataset):
     path = item_file_path(dataset)
     wanted = list(config["sid_text_fields"] or [])
     if not os.path.isfile(path):
-        raise ValueError(
+        raise ConfigError(
             f"Dataset [{dataset.dataset_name}] has no item file [{path}], so there is no item text for "
             f"semantic IDs (sid_text_fields={wanted}). Add a .item file with text columns, or set "
             f"sid_file to precomputed IDs (e.g. sid_file: {dataset.dataset_name}.sid-rqkmeans.json)."
@@ -70,7 +72,7 @@ def item_texts(config, dataset):
     id_field = config["ITEM_ID_FIELD"]
     fields = [f for f in wanted if f in table.columns and f != id_field]
     if id_field not in table.columns or not fields:
-        raise ValueError(
+        raise ConfigError(
             f"Item file [{path}] has none of the text fields sid_text_fields={wanted} "
             f"(its columns: {list(table.columns)}). Set sid_text_fields to the text columns to use "
             f"(e.g. --sid_text_fields=\"['title']\"), or set sid_file to precomputed IDs."
@@ -88,7 +90,7 @@ def item_texts(config, dataset):
             try:
                 text = template.format(**record)
             except (KeyError, IndexError) as err:
-                raise ValueError(
+                raise ConfigError(
                     f"sid_text_template {template!r} uses {err} which is not among the text fields {fields}."
                 ) from err
         else:
