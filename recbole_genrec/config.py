@@ -6,7 +6,8 @@ What it adds to :class:`recbole.config.Config` (and nothing else):
   an unknown name raises a real error instead of RecBole's "No module named 'lightgbm'".
 * Defaults are layered as RecBole's, then every ``recbole_genrec/properties/*.yaml``
   (sampler, tokenizer, ... keys), then ``properties/dataset/<dataset>.yaml`` (the embedded
-  ml-100k: leave-one-out, item text loaded), then ``properties/model/<Model>.yaml``.
+  ml-100k: leave-one-out, item text loaded), then ``properties/model/<Class>.yaml`` for
+  each class of the model's lineage, base first (``TIGER.yaml`` then ``TIGER_APAO.yaml``).
 * Config files are checked (missing file, invalid yaml, not a mapping) with a message naming
   the file; external values whose type contradicts the key's default (``--epochs=abc``)
   raise; keys nobody knows are reported with a warning (RecBole silently ignores them).
@@ -150,7 +151,9 @@ class Config(RecBoleConfig):
         super()._load_internal_config_dict(model, model_class, dataset)
         files = sorted(glob.glob(os.path.join(PROPERTIES_DIR, "*.yaml")))
         files.append(os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"))
-        files.append(os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"))
+        # a model inherits its base classes' defaults: TIGER.yaml, then TIGER_APAO.yaml
+        lineage = [c.__name__ for c in reversed(model_class.__mro__)]
+        files += [os.path.join(PROPERTIES_DIR, "model", f"{name}.yaml") for name in lineage]
         for path in files:
             if os.path.isfile(path):
                 self.internal_config_dict.update(load_yaml_file(path, self.yaml_loader))

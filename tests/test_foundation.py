@@ -258,3 +258,19 @@ def test_time_budget_stops_starting_epochs(tiny_data, tmp_path):
     )
     assert result["epochs_run"] == 1
     assert "ndcg@10" in result["test_result"]
+
+
+def test_model_yaml_defaults_follow_the_class_lineage(monkeypatch, tmp_path):
+    import recbole_genrec.config as config_module
+    from recbole.model.sequential_recommender.sasrec import SASRec
+
+    class MySASRec(SASRec):
+        pass
+
+    props = tmp_path / "props"
+    (props / "model").mkdir(parents=True)
+    (props / "model" / "SASRec.yaml").write_text("hidden_size: 48\nn_heads: 4\nloss_type: CE\n")
+    (props / "model" / "MySASRec.yaml").write_text("n_heads: 3\n")
+    monkeypatch.setattr(config_module, "PROPERTIES_DIR", str(props))
+    config = Config(model=MySASRec, dataset="ml-100k")
+    assert config["hidden_size"] == 48 and config["n_heads"] == 3 and config["loss_type"] == "CE"
