@@ -58,7 +58,7 @@ def loss_and_grads(model, batch, seed=7):
 # ------------------------------------------------------------------ registration, yaml
 
 
-def test_registered_with_trainer_and_yaml_keeps_tiger_defaults():
+def test_registered_with_trainer_and_yaml_on_top_of_tiger_defaults(tmp_path):
     assert get_model("TIGER_APAO") is TIGER_APAO and issubclass(TIGER_APAO, TIGER)
     assert get_trainer(None, "TIGER_APAO") is TIGER_APAOTrainer
     with open(os.path.join(MODEL_DIR, "TIGER_APAO.yaml")) as f:
@@ -66,13 +66,15 @@ def test_registered_with_trainer_and_yaml_keeps_tiger_defaults():
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert all("#" in ln for ln in lines), [ln for ln in lines if "#" not in ln]
     ours = yaml.safe_load(text)
-    with open(os.path.join(MODEL_DIR, "TIGER.yaml")) as f:
-        tiger = yaml.safe_load(f)
-    assert {k: ours[k] for k in tiger} == tiger  # same TIGER defaults (Config loads only <Model>.yaml)
-    assert {k: v for k, v in ours.items() if k not in tiger} == {
+    assert ours == {
         "apao_loss": "pointwise", "apao_beta": 0.1, "apao_prefix_tau": 1.0, "apao_eta": 0.0,
         "apao_neg_k": 100, "apao_neg_scale": True, "ce_tau": 1.0, "apao_wo_ce": False,
     }
+    with open(os.path.join(MODEL_DIR, "TIGER.yaml")) as f:
+        tiger = yaml.safe_load(f)
+    config = Config(model="TIGER_APAO", dataset="tiny", config_dict={"data_path": str(tmp_path)})
+    assert all(config[k] == v for k, v in {**tiger, **ours}.items() if k != "train_neg_sample_args")
+    assert config["train_neg_sample_args"]["distribution"] == "none"  # TIGER's: no negative sampling
 
 
 def test_bad_keys_are_clear_errors(tiny_data, tmp_path):
