@@ -170,6 +170,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--skip-hf", action="store_true")
+    p.add_argument("--tag", default="", help="suffix of the result files (decoding_<dataset>[_<tag>])")
     p.add_argument("--checkpoint-dir", default=os.path.join(ROOT, "saved", "bench"))
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = p.parse_args()
@@ -247,7 +248,7 @@ def main():
         "decoding": runs,
     }
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"decoding_{args.dataset}")
+    stem = os.path.join(args.out, f"decoding_{args.dataset}" + (f"_{args.tag}" if args.tag else ""))
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=2)
     with open(stem + ".md", "w") as f:
@@ -263,7 +264,7 @@ def markdown(r):
         f"Command: `{r['command']}` (commit {r['commit']}, {r['date']})  ",
         f"Machine: {r['machine']}; load average at end {tuple(round(x, 2) for x in r['load_average_at_end'])} "
         "(the CPU is shared with other jobs: compare columns of one row, which ran side by side).  ",
-        f"Model: spec-size T5 ({r['model']}), {r['n_items']} items, {r['levels']} code levels; codes: {r['codes']}.",
+        f"Model: T5 ({r['model']}), {r['n_items']} items, {r['levels']} code levels; codes: {r['codes']}.",
         "",
         "## Training (brief; this is the model decoded below)",
         "",
@@ -273,7 +274,7 @@ def markdown(r):
         "",
         "## Decoding (users/second, same users, batches and beam for every column)",
         "",
-        "| beam | ours constrained | HF generate + prefix_allowed_tokens_fn | speed-up | ours unconstrained | constrained/unconstrained time | HF generate unconstrained | top-10 same as HF (position / set) |",
+        "| beam | ours constrained | HF generate + prefix_allowed_tokens_fn | speed-up | ours unconstrained | constrained speed / unconstrained speed | HF generate unconstrained | top-10 same as HF (position / set) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for d in r["decoding"]:

@@ -102,6 +102,9 @@ def test_encoder_inputs_layout(tiny_data, tmp_path):
     expected1 = [user, *tok[7].tolist(), eos, 0, 0, 0]
     assert ids.tolist() == [expected0, expected1]  # padded to the batch's longest history (2), not 4
     assert mask.tolist() == [[True] * 8, [True] * 5 + [False] * 3]
+    model.n_user_tokens = 0  # APAO layout: no user token
+    ids, _ = model.encoder_inputs(seq, torch.tensor([2, 1]))
+    assert ids.tolist() == [expected0[1:], expected1[1:]]
 
 
 def test_loss_is_mean_token_ce_and_padding_invariant(tiny_data, tmp_path):
