@@ -212,3 +212,18 @@ def test_at_least_k_items_with_a_skewed_trie_and_fewer_items_than_beam():
     res = run_beam(model, hidden, mask, trie, beam=20)
     assert res.items.shape[1] == 12
     assert sorted(res.items[0].tolist()) == list(range(1, 13))
+
+
+def test_on_step_sees_each_level_prefixes_of_the_final_beams():
+    """The hook APAO's prefix-survival rate uses: level-t beams, and final beams extend them."""
+    model, codes = tiny_t5(seed=4), random_codes(30)
+    trie = PrefixTrie(codes, SIZES, item_ids=torch.arange(1, 31))
+    hidden, mask = encoder_batch(model)
+    seen = []
+    decoder = T5StepDecoder(model, hidden, mask, max_steps=3)
+    res = beam_search(decoder, trie, level_offsets(SIZES), 6, on_step=lambda t, c, s: seen.append(c.clone()))
+    assert [c.shape[-1] for c in seen] == [1, 2, 3] and torch.equal(seen[-1], res.codes)
+    for t in range(2):
+        for b in range(res.codes.shape[0]):
+            kept = {tuple(p) for p in seen[t][b].tolist()}
+            assert {tuple(p[: t + 1]) for p in res.codes[b].tolist()} <= kept

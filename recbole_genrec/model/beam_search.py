@@ -22,7 +22,7 @@ would have scored in the top ``beam_size`` (tests/test_beam_search.py shows both
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Protocol, Sequence
+from typing import Callable, List, Optional, Protocol, Sequence
 
 import torch
 
@@ -180,6 +180,7 @@ def beam_search(
     offsets: torch.Tensor,
     beam_size: int,
     constrained: bool = True,
+    on_step: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
 ) -> BeamResult:
     """Batched beam search of ``L = trie.n_levels`` code tokens.
 
@@ -192,6 +193,9 @@ def beam_search(
             distinct items; at least ``min(W, n_items)`` of them). If False, the top-W of
             ``W x V`` over the full vocabulary are kept (papers' behaviour); beams whose
             tokens are no item come back with ``items = -1``.
+        on_step: optional ``on_step(t, codes [B, W', t+1], scores [B, W'])`` called after
+            each level's pruning (e.g. APAO's prefix-survival rate: is the target's
+            length-(t+1) prefix still among the beams?).
 
     Returns:
         :class:`BeamResult` with ``W' = min(beam_size, #candidates)`` beams per user.
@@ -227,6 +231,8 @@ def beam_search(
             token = slot
             new_code = slot - offsets[t]
         codes = torch.cat([codes.gather(1, parent.unsqueeze(-1).expand(-1, -1, codes.shape[-1])), new_code.unsqueeze(-1)], -1)
+        if on_step is not None:
+            on_step(t, codes, scores)
         if t < L - 1:
             logits = decoder.step(token, parent)
     items = node if constrained else trie.lookup(codes)

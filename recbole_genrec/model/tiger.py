@@ -204,8 +204,8 @@ class TIGER(SequentialRecommender):
             self.eval_beam_size = old
 
     @torch.no_grad()
-    def generate(self, interaction, beam_size: Optional[int] = None, decoding: Optional[str] = None) -> BeamResult:
-        """Beam search for every user of ``interaction``; beams best first."""
+    def generate(self, interaction, beam_size: Optional[int] = None, decoding: Optional[str] = None, on_step=None) -> BeamResult:
+        """Beam search for every user of ``interaction``; beams best first (``on_step``: see beam_search)."""
         beam_size = beam_size or self.eval_beam_size
         decoding = (decoding or self.decoding).lower()
         input_ids, mask = self._interaction_inputs(interaction)
@@ -213,7 +213,9 @@ class TIGER(SequentialRecommender):
         if self.trie.device != hidden.device:
             self.trie.to(hidden.device)
         decoder = T5StepDecoder(self.t5, hidden, mask, max_steps=self.n_levels)
-        return beam_search(decoder, self.trie, self.offsets, beam_size, constrained=decoding == "constrained")
+        return beam_search(
+            decoder, self.trie, self.offsets, beam_size, constrained=decoding == "constrained", on_step=on_step
+        )
 
     def full_sort_predict(self, interaction):
         self._check_beam(self.eval_beam_size)
