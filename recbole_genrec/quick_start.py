@@ -8,6 +8,7 @@ RecBole's (``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
 only feeds a log line and fails on encoder-decoder models.
 """
 
+import os
 import resource
 import sys
 import time
@@ -83,6 +84,9 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
     )
     init_seed(config["seed"], config["reproducibility"])
+    # RecBole's ensure_dir (exists-then-makedirs) races between DDP ranks: create them first
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
     init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
