@@ -7,7 +7,8 @@ Every model runs through ``run_recbole_genrec`` with the same config files, seed
 one fresh process per model (so peak memory is per model and no state leaks between
 runs). ``--epochs`` / ``--minutes`` give every model the same budget. Other ``--key=value``
 pairs are passed to every model as on the ``run_recbole_genrec.py`` command line;
-``--model_config Model=file.yaml`` adds a config file for one model only.
+``--model_config Model=file.yaml`` adds a config file for one model only; ``--append``
+adds models to an existing comparison (same dataset and config files, checked).
 
 Writes ``results.json`` (everything), ``results.md`` (a paper-style table: rows models,
 columns test metrics, best in bold, plus train seconds and peak memory, and the command)
@@ -37,6 +38,8 @@ def parse_args(argv):
     parser.add_argument("--epochs", type=int, default=None, help="max epochs for every model")
     parser.add_argument("--minutes", type=float, default=None, help="training time budget per model")
     parser.add_argument("--out", default=None, help="output folder (default: benchmarks/results/compare_<dataset>)")
+    parser.add_argument("--append", action="store_true",
+                        help="add these models to the results.json in --out (same dataset and config files)")
     args, extra = parser.parse_known_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
@@ -66,6 +69,20 @@ def _worker(model, dataset, config_files, config_dict, overrides, result_path):
         result = {"error": f"{type(err).__name__}: {err}"}
     with open(result_path, "w") as f:
         json.dump(result, f)
+
+
+def load_previous(path, dataset, config_files):
+    """The results.json that ``--append`` extends; it must be of the same dataset and config."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--append: '{path}' does not exist. Fix: run without --append first.")
+    with open(path) as f:
+        previous = json.load(f)
+    if previous["dataset"] != dataset or previous["config_files"] != config_files:
+        raise ConfigError(
+            f"--append: '{path}' compares on dataset {previous['dataset']!r} with config files "
+            f"{previous['config_files']}, not {dataset!r} with {config_files}: results would not be comparable."
+        )
+    return previous
 
 
 def run_model(model, dataset, config_files, config_dict, overrides, result_path):
@@ -154,7 +171,10 @@ def compare(argv=None):
     if args.minutes is not None:
         config_dict["train_time_budget"] = args.minutes
     command = "python -m recbole_genrec.compare " + " ".join(shlex.quote(a) for a in argv)
-    results = {}
+    results, commands = {}, [command]
+    if args.append:
+        previous = load_previous(os.path.join(out, "results.json"), args.dataset, config_files)
+        results, commands = previous["results"], previous["commands"] + [command]
     for model in models:
         print(f"[compare] {model} on {args.dataset} ...", flush=True)
         files = config_files + per_model.get(model, [])
@@ -163,13 +183,13 @@ def compare(argv=None):
         if os.path.exists(result_path):
             os.remove(result_path)
         print(f"[compare] {model}: {results[model].get('test_result', results[model].get('error'))}", flush=True)
-    payload = {"command": command, "dataset": args.dataset, "config_files": config_files,
+    payload = {"commands": commands, "dataset": args.dataset, "config_files": config_files,
                "model_config": per_model, "budget": config_dict, "overrides": overrides, "results": results}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(payload, f, indent=2)
-    table = markdown_table(results, command)
+    table = markdown_table(results, "\n".join(commands))
     with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(f"# {', '.join(models)} on {args.dataset}\n\n{table}")
+        f.write(f"# {', '.join(results)} on {args.dataset}\n\n{table}")
     bar_chart(results, os.path.join(out, "results.png"), f"{args.dataset}: test metrics")
     print(table)
     return results

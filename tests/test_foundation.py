@@ -234,6 +234,13 @@ def test_compare_writes_table_json_png_and_matches_plain_run(tiny_data, tmp_path
     assert set(results) == {"SASRec", "GRU4Rec"}
     payload = json.loads((out / "results.json").read_text())
     assert payload["budget"] == {"epochs": 2} and payload["overrides"] == ["--hidden_size=32"]
+    # --append adds a model to the same table; a different dataset is refused
+    compare(["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "1",
+             "--out", str(out), "--append"])
+    payload = json.loads((out / "results.json").read_text())
+    assert list(payload["results"]) == ["SASRec", "GRU4Rec", "BPR"] and len(payload["commands"]) == 2
+    with pytest.raises(ConfigError, match="would not be comparable"):
+        compare(["--models", "BPR", "--dataset", "other", "--config_files", str(path), "--out", str(out), "--append"])
     table = (out / "results.md").read_text()
     assert "| SASRec |" in table and "| GRU4Rec |" in table and "**" in table
     assert "python -m recbole_genrec.compare --models SASRec,GRU4Rec" in table
