@@ -162,34 +162,42 @@ def _from_sid_file(config, dataset):
     return sids
 
 
-def item_embeddings(config, dataset, show_progress=True):
-    """``(embeddings [n_real_items, d] float32, key, info)`` from the cache or the encoder."""
+def embedding_key(config, dataset):
+    """``(key, texts, info, encoder identity)`` of the item embeddings, without encoding."""
     from recbole_genrec.tokenizer import text
 
-    logger = logging.getLogger()
     texts, info = text.item_texts(config, dataset)
-    encoder = _cfg(config, "sid_encoder", text.DEFAULT_ENCODER)
-    _, identity = text.resolve_encoder(encoder)
+    _, identity = text.resolve_encoder(_cfg(config, "sid_encoder", text.DEFAULT_ENCODER))
     max_length = int(_cfg(config, "sid_max_text_length", 256))
     key = digest({"v": CACHE_VERSION, "texts": texts, "encoder": identity, "max_length": max_length})
+    return key, texts, info, identity
+
+
+def item_embeddings(config, dataset, show_progress=True, key_info=None):
+    """``(embeddings [n_real_items, d] float32, key, info)`` from the cache or the encoder.
+
+    ``key_info``: the result of :func:`embedding_key` when the caller has it already.
+    """
+    from recbole_genrec.tokenizer import text
+
+    key, texts, info, identity = key_info or embedding_key(config, dataset)
     path = os.path.join(cache_dir(config), f"emb-{key[:20]}.npz")
     entry = load_entry(path, key)
     if entry is not None:
-        info.update(cached=True, path=path)
-        return entry[0]["embeddings"], key, info
+        return entry[0]["embeddings"], key, dict(info, cached=True, path=path)
+    encoder = _cfg(config, "sid_encoder", text.DEFAULT_ENCODER)
     device = _cfg(config, "device", "cpu")
-    logger.info(f"Semantic IDs: encoding {len(texts)} item texts with [{encoder}] on {device}.")
+    logging.getLogger().info(f"Semantic IDs: encoding {len(texts)} item texts with [{encoder}] on {device}.")
     emb = text.encode_texts(
         texts,
         encoder,
         device=device,
         batch_size=int(_cfg(config, "sid_encoder_batch_size", 256)),
-        max_length=max_length,
+        max_length=int(_cfg(config, "sid_max_text_length", 256)),
         show_progress=show_progress,
     )
     save_entry(path, {"embeddings": emb}, {"key": key, "encoder": identity, "fields": info["fields"]})
-    info.update(cached=False, path=path)
-    return emb, key, info
+    return emb, key, dict(info, cached=False, path=path)
 
 
 def pca_whiten(emb, dim, seed=0):
@@ -219,8 +227,9 @@ def build_semantic_ids(config, dataset, show_progress=None):
 
     timings = {}
     t0 = time.time()
-    emb, emb_key, text_info = item_embeddings(config, dataset, show_progress)
-    timings["embeddings_cached" if text_info["cached"] else "embeddings"] = time.time() - t0
+    key_info = embedding_key(config, dataset)  # item text -> key; encoding only on a cache miss
+    emb_key, text_info = key_info[0], key_info[2]
+    timings["item_text"] = time.time() - t0
 
     method = _cfg(config, "sid_method", "rqvae")
     n_tok = int(_cfg(config, "sid_num_tokenizers", 1))
@@ -256,6 +265,9 @@ def build_semantic_ids(config, dataset, show_progress=None):
         raw = list(arrays["raw_codes"])
         source = "cache"
     else:
+        t = time.time()
+        emb, _, emb_info = item_embeddings(config, dataset, show_progress, key_info)
+        timings["embeddings_cached" if emb_info["cached"] else "embeddings"] = time.time() - t
         t = time.time()
         x = pca_whiten(emb, pca_dim, seed)
         timings["pca"] = time.time() - t
