@@ -332,3 +332,39 @@ def test_none_trains_to_tiger_metrics(tiny_data, tmp_path):
         runs.append(({k: v for k, v in result.items() if "survival" not in k}, model.state_dict()))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1].values(), runs[1][1].values()))
+
+
+@pytest.mark.slow
+def test_comparison_command_runs_tiger_and_tiger_apao(tiny_data, tmp_path):
+    """``python -m recbole_genrec.compare --models TIGER,TIGER_APAO --apao_loss=pairwise ...`` (one process each)."""
+    import json
+
+    from recbole_genrec.compare import compare
+
+    sid_path = os.path.join(tiny_data, "tiny", "tiny.sid-test.json")
+    with open(sid_path, "w") as f:
+        json.dump({f"i{i}": [f"<a_{i // 9}>", f"<b_{i // 3 % 3}>", f"<c_{i % 3}>"] for i in range(30)}, f)
+    keys = {**SMALL, "beam_size": 20, "valid_beam_size": 10, "warmup_steps": 2, "sid_file": sid_path}
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(tiny_data, tmp_path, **keys)))
+    out = tmp_path / "cmp"
+    results = compare(["--models", "TIGER,TIGER_APAO", "--dataset", "tiny", "--config_files", str(cfg),
+                       "--epochs", "1", "--out", str(out), "--apao_loss=pairwise", "--apao_neg_k=10"])
+    assert set(results) == {"TIGER", "TIGER_APAO"} and all("test_result" in r for r in results.values())
+    assert "prefix_survival@1" in results["TIGER_APAO"]["test_result"]
+    assert (out / "results.md").is_file()
+
+
+@pytest.mark.slow
+def test_office_reference_codes_prefix_counts():
+    """Spec §2/§8: with the APAO code's Office rq-kmeans IDs, N_t = 256/1376/1780/2415 (t = 1..4)."""
+    import json
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "office", "office.sid-rqkmeans.json")
+    if not os.path.isfile(path):
+        pytest.fail(f"{path} missing (../shared/data/office)")
+    with open(path) as f:
+        table = json.load(f)
+    codes = torch.tensor([[int(tok.split("_")[1][:-1]) for tok in v] for v in table.values()])
+    sid = torch.cat([torch.zeros(1, 4, dtype=torch.long), codes])
+    assert AL.prefix_counts(AL.prefix_ids(sid)).tolist() == [256, 1376, 1780, 2415]
