@@ -282,7 +282,7 @@ def markdown(results, command):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default="ml-100k,office")
-    parser.add_argument("--epochs_curve", type=int, default=300, help="epochs of the quality-vs-epochs run on office (0: skip)")
+    parser.add_argument("--epochs_curve", type=int, default=100, help="epochs of the quality-vs-epochs run on office (0: skip)")
     parser.add_argument("--skip_beauty", action="store_true")
     args = parser.parse_args()
     t_start = time.time()

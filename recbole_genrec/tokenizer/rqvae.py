@@ -8,13 +8,12 @@ import logging
 import time
 
 import numpy as np
-
-from recbole_genrec.errors import ConfigError
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from recbole_genrec.errors import ConfigError
 from recbole_genrec.tokenizer.rkmeans import kmeans
 
 
