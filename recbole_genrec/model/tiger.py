@@ -31,8 +31,9 @@ Design choices where the spec is silent: the decoder start token is 0 (= pad, as
 item codes are data (from the dataset), so they are not in the state_dict; APAO-style
 subclasses reuse :meth:`label_logits` / :meth:`label_log_probs` rather than the T5 internals.
 
-CPU preset (``TIGER.CPU_PRESET``): the spec model trains at ~45 samples/s on 2 cores; the
-preset (2+2 layers, d_model 64, 2 heads x 32, d_ff 256) is the documented smaller option.
+CPU preset (``TIGER.CPU_PRESET``, 0.31M params): 2+2 layers, d_model 64, 2 heads x 32,
+d_ff 256. On office (1 torch thread, shared 2-core CPU) the spec model trains at ~35
+samples/s and the preset at ~106 (benchmarks/results/decoding_office*.md).
 """
 
 import contextlib
