@@ -6,8 +6,10 @@ What it adds to :class:`recbole.config.Config` (and nothing else):
   an unknown name raises a real error instead of RecBole's "No module named 'lightgbm'".
 * Defaults are layered as RecBole's, then every ``recbole_genrec/properties/*.yaml``
   (sampler, tokenizer, ... keys), then ``properties/dataset/<dataset>.yaml`` (the embedded
-  ml-100k: leave-one-out, item text loaded), then ``properties/model/<Class>.yaml`` for
-  each class of the model's lineage, base first (``TIGER.yaml`` then ``TIGER_APAO.yaml``).
+  ml-100k: leave-one-out, item text loaded), then for each class of the model's lineage,
+  base first, ``properties/model/<Class>.yaml`` and ``properties/model/<dataset>/<Class>.yaml``
+  (``TIGER.yaml``, ``ml-100k/TIGER.yaml``, ``TIGER_APAO.yaml``): paper defaults, with
+  CPU-sized overrides for the embedded quick-start dataset, as RecBole does for ml-100k.
 * Config files are checked (missing file, invalid yaml, not a mapping) with a message naming
   the file; external values whose type contradicts the key's default (``--epochs=abc``)
   raise; keys nobody knows are reported with a warning (RecBole silently ignores them).
@@ -151,9 +153,11 @@ class Config(RecBoleConfig):
         super()._load_internal_config_dict(model, model_class, dataset)
         files = sorted(glob.glob(os.path.join(PROPERTIES_DIR, "*.yaml")))
         files.append(os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"))
-        # a model inherits its base classes' defaults: TIGER.yaml, then TIGER_APAO.yaml
-        lineage = [c.__name__ for c in reversed(model_class.__mro__)]
-        files += [os.path.join(PROPERTIES_DIR, "model", f"{name}.yaml") for name in lineage]
+        # a model inherits its base classes' defaults (TIGER.yaml, then TIGER_APAO.yaml), each
+        # followed by its defaults on this dataset (model/ml-100k/TIGER.yaml: CPU-sized quick start)
+        for name in [c.__name__ for c in reversed(model_class.__mro__)]:
+            files.append(os.path.join(PROPERTIES_DIR, "model", f"{name}.yaml"))
+            files.append(os.path.join(PROPERTIES_DIR, "model", dataset, f"{name}.yaml"))
         for path in files:
             if os.path.isfile(path):
                 self.internal_config_dict.update(load_yaml_file(path, self.yaml_loader))

@@ -278,6 +278,12 @@ def test_model_yaml_defaults_follow_the_class_lineage(monkeypatch, tmp_path):
     (props / "model").mkdir(parents=True)
     (props / "model" / "SASRec.yaml").write_text("hidden_size: 48\nn_heads: 4\nloss_type: CE\n")
     (props / "model" / "MySASRec.yaml").write_text("n_heads: 3\n")
+    (props / "model" / "ml-100k").mkdir()
+    (props / "model" / "ml-100k" / "SASRec.yaml").write_text("hidden_size: 16\ninner_size: 32\n")
+    (props / "model" / "ml-100k" / "MySASRec.yaml").write_text("inner_size: 24\n")
     monkeypatch.setattr(config_module, "PROPERTIES_DIR", str(props))
     config = Config(model=MySASRec, dataset="ml-100k")
-    assert config["hidden_size"] == 48 and config["n_heads"] == 3 and config["loss_type"] == "CE"
+    assert config["n_heads"] == 3 and config["loss_type"] == "CE"
+    assert config["hidden_size"] == 16 and config["inner_size"] == 24  # dataset-specific layers
+    config = Config(model=MySASRec, dataset="office")
+    assert config["hidden_size"] == 48 and config["inner_size"] is None  # no office-specific file
