@@ -122,14 +122,19 @@ def test_alignment_discrimination_matches_the_definition(max_len):
         lists[k, : len(x)] = x
     qs = (lists, np.array([len(x) for x, _ in queries]), np.array([y for _, y in queries]))
     thetas = [MT, (0.0, INF, -INF), (2.0, 1.0, 0.0), (-1.0, 2.0, 1.0)]
-    got = alignment_discrimination(SEQS, thetas, qs, 10, max_len, workers=1)
+    got, n_used = alignment_discrimination(SEQS, thetas, qs, 10, max_len, workers=1)
+    assert n_used == 4
     for theta in thetas:
         a, d, cov = brute_force_ad(theta, queries, max_len)
         assert got[theta][0] == pytest.approx(a, rel=1e-9)
         assert got[theta][1] == pytest.approx(d, rel=1e-9)
         assert got[theta][2] == pytest.approx(cov)
     # sampled mode (window set above genpas_ad_max_pairs) approximates the exact values
-    approx = alignment_discrimination(SEQS, [MT], qs, 10, max_len, max_pairs=1, sample_pairs=50000, workers=1)
+    approx, _ = alignment_discrimination(SEQS, [MT], qs, 10, max_len, max_pairs=1, sample_pairs=50000, workers=1)
+    # a comparison budget subsamples the queries (seeded), and says how many it used
+    few, n_few = alignment_discrimination(SEQS, thetas, qs, 10, max_len, workers=1, max_compared=3)
+    again, _ = alignment_discrimination(SEQS, thetas, qs, 10, max_len, workers=1, max_compared=3)
+    assert 1 <= n_few < 4 and repr(few) == repr(again)  # deterministic (repr: NaN-safe)
     assert approx[MT][0] == pytest.approx(got[MT][0], abs=0.02)
     assert approx[MT][1] == pytest.approx(got[MT][1], abs=0.02)
 
@@ -171,3 +176,15 @@ def test_cli_on_the_tiny_dataset_writes_json_and_heatmap(tiny_data, tmp_path, mo
         saved = json.load(f)
     assert len(saved["top_k"]) == 2 and saved["dataset"] == "tiny"
     assert math.isfinite(saved["kl_presets"]["MT"]["valid"])
+
+
+def test_query_chunking_does_not_change_scores():
+    rows, t, start, p = GenPASSampler(SEQS, *MT, max_len=3).exact_windows()
+    sim = WindowSimilarity(SEQS, rows, t, start, N_ITEMS)
+    lists = np.array([[1, 2, 3], [2, 3, 0], [5, 4, 0], [4, 0, 0]])
+    args = (lists, np.array([3, 2, 2, 1]), np.array([4, 5, 2, 3]))
+    w = np.stack([p, np.full(p.size, 1.0 / p.size)], 1)
+    whole = sim.scores(w, *args, workers=1)
+    one_by_one = sim.scores(w, *args, workers=1, max_nnz=1)
+    np.testing.assert_allclose(np.array(whole, dtype=float), np.array(one_by_one, dtype=float))
+    assert sim.n_compared > 0

@@ -161,102 +161,144 @@ def kl_filter(table, alphas, betas, gammas, keep="mt", include_mt=True):
 
 
 class WindowSimilarity:
-    """``1 - NED`` between every query input and every training input sharing an item with it.
+    """``1 - NED`` between query inputs and the training inputs that share an item with them.
 
     Args:
         seqs: training parts (:class:`~recbole_genrec.data.genpas.Sequences`).
         rows, t, start: the training inputs ``s_start..s_{t-1}`` (1-based) with targets ``s_t``.
-        q_lists, q_lengths: query inputs, padded ``[Q, L]`` + lengths; q_targets: ``[Q]``.
-        workers: rapidfuzz threads (-1 = all cores).
+        n_items: item vocabulary size (ids ``< n_items``).
+
+    Memory is bounded: queries are processed in chunks whose candidate pairs (an upper bound
+    from the inverted index) stay below ``max_nnz``; similarities are never stored, only their
+    products with the weight columns of every theta.
     """
 
-    def __init__(self, seqs, rows, t, start, q_lists, q_lengths, q_targets, n_items, workers=-1):
+    def __init__(self, seqs, rows, t, start, n_items):
         rows, t, start = (np.asarray(a, dtype=np.int64) for a in (rows, t, start))
-        q_lists, q_lengths = np.asarray(q_lists, np.int64), np.asarray(q_lengths, np.int64)
-        self.q_targets = np.asarray(q_targets, dtype=np.int64)
         self.n_windows = rows.size
+        self.n_items = int(n_items)
         off = seqs.offsets[rows] + start - 1
         w_len = t - start
         self.w_target = seqs.items[seqs.offsets[rows] + t - 1]
-        # windows x items (binary) and queries x items
         w_ptr = np.concatenate([[0], np.cumsum(w_len)])
-        w_idx = seqs.items[np.repeat(off, w_len) + np.arange(w_ptr[-1]) - np.repeat(w_ptr[:-1], w_len)]
-        wmat = sp.csr_matrix((np.ones(w_idx.size, np.float32), w_idx, w_ptr), shape=(rows.size, n_items))
+        flat_items = seqs.items[np.repeat(off, w_len) + np.arange(w_ptr[-1]) - np.repeat(w_ptr[:-1], w_len)]
+        # windows x items (binary) and its column counts (inverted-index sizes)
+        self.wmat_t = sp.csr_matrix(
+            (np.ones(flat_items.size, np.float32), flat_items, w_ptr), shape=(rows.size, self.n_items)
+        ).T.tocsr()
+        self.item_windows = np.diff(self.wmat_t.indptr)
+        flat = "".join(map(chr, (flat_items + _CHAR_BASE).tolist()))
+        bounds = w_ptr.tolist()
+        self.w_str = [flat[bounds[k] : bounds[k + 1]] for k in range(rows.size)]
+
+    def compare_bound(self, q_lists, q_lengths):
+        """Per query, an upper bound on its compared training inputs (sum of inverted-index sizes)."""
+        q_lists, q_lengths = np.asarray(q_lists, np.int64), np.asarray(q_lengths, np.int64)
+        mask = np.arange(q_lists.shape[1])[None, :] < q_lengths[:, None]
+        return np.where(mask, self.item_windows[np.where(mask, q_lists, 0)], 0).sum(1)
+
+    def scores(self, weights, q_lists, q_lengths, q_targets, workers=-1, max_nnz=4_000_000):
+        """``A[K], D[K], coverage[K]`` for ``K`` weight columns (``[n_windows, K]``) over the queries."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.ndim == 1:
+            weights = weights[:, None]
+        q_lists, q_lengths = np.asarray(q_lists, np.int64), np.asarray(q_lengths, np.int64)
+        q_targets = np.asarray(q_targets, dtype=np.int64)
+        n_q, k_cols = q_targets.size, weights.shape[1]
         qmask = np.arange(q_lists.shape[1])[None, :] < q_lengths[:, None]
         q_ptr = np.concatenate([[0], np.cumsum(q_lengths)])
-        qmat = sp.csr_matrix(
-            (np.ones(q_ptr[-1], np.float32), q_lists[qmask], q_ptr), shape=(q_lists.shape[0], n_items)
-        )
-        cand = (qmat @ wmat.T).tocsr()  # [Q, n_windows]: nonzero where they share an item
-        cand.sum_duplicates()
-        qi = np.repeat(np.arange(cand.shape[0]), np.diff(cand.indptr))
-        wi = cand.indices.astype(np.int64)
-        self.n_compared = int(wi.size)
-        # strings: only for windows that are compared at all
-        used = np.unique(wi)
-        w_pad_idx = np.repeat(off[used], w_len[used]) + np.arange(w_len[used].sum()) - np.repeat(
-            np.cumsum(w_len[used]) - w_len[used], w_len[used]
-        )
-        chars = np.fromiter((chr(_CHAR_BASE + v) for v in seqs.items[w_pad_idx].tolist()), dtype=object)
-        bounds = np.concatenate([[0], np.cumsum(w_len[used])]).tolist()
-        flat = "".join(chars.tolist()) if chars.size else ""
-        w_str = {}
-        for k, w in enumerate(used.tolist()):
-            w_str[w] = flat[bounds[k] : bounds[k + 1]]
+        q_items = q_lists[qmask]
+        qmat = sp.csr_matrix((np.ones(q_items.size, np.float32), q_items, q_ptr), shape=(n_q, self.n_items))
         q_str = _as_strings(q_lists, q_lengths)
-        sim = np.empty(wi.size, dtype=np.float64)
-        chunk = 1_000_000
-        for s in range(0, wi.size, chunk):
-            a = [q_str[k] for k in qi[s : s + chunk].tolist()]
-            b = [w_str[k] for k in wi[s : s + chunk].tolist()]
-            sim[s : s + chunk] = 1.0 - cpdist(
-                a, b, scorer=Levenshtein.normalized_distance, workers=workers, dtype=np.float64
-            )
-        same = self.w_target[wi] == self.q_targets[qi]
-        shape = (q_lists.shape[0], rows.size)
-        self.s_same = sp.csr_matrix((sim * same, (qi, wi)), shape=shape)
-        self.s_diff = sp.csr_matrix((sim * ~same, (qi, wi)), shape=shape)
-        self.s_same.eliminate_zeros()
-        self.s_diff.eliminate_zeros()
+        # P_theta(y = v) for every item, and per query
+        p_y = np.zeros((self.n_items, k_cols))
+        for k in range(k_cols):
+            p_y[:, k] = np.bincount(self.w_target, weights=weights[:, k], minlength=self.n_items)[: self.n_items]
+        p_v = p_y[q_targets]  # [Q, K]
+        rest = weights.sum(0)[None, :] - p_v
+        num_same = np.zeros((n_q, k_cols))
+        num_diff = np.zeros((n_q, k_cols))
+        # chunks of queries with a bounded number of candidate pairs
+        bound = np.add.reduceat(self.item_windows[q_items], q_ptr[:-1]) if q_items.size else np.zeros(n_q)
+        bound = np.where(q_lengths > 0, bound, 0)
+        self.n_compared = 0
+        lo = 0
+        while lo < n_q:
+            hi = lo + 1
+            total = bound[lo]
+            while hi < n_q and total + bound[hi] <= max_nnz:
+                total += bound[hi]
+                hi += 1
+            cand = (qmat[lo:hi] @ self.wmat_t).tocsr()  # [chunk, n_windows], nonzero = shares an item
+            qi = np.repeat(np.arange(hi - lo), np.diff(cand.indptr))
+            wi = cand.indices.astype(np.int64)
+            self.n_compared += int(wi.size)
+            if wi.size:
+                sim = 1.0 - cpdist(
+                    [q_str[lo + k] for k in qi.tolist()], [self.w_str[k] for k in wi.tolist()],
+                    scorer=Levenshtein.normalized_distance, workers=workers, dtype=np.float64,
+                )
+                same = self.w_target[wi] == q_targets[lo + qi]
+                shape = (hi - lo, self.n_windows)
+                num_same[lo:hi] = sp.csr_matrix((sim * same, (qi, wi)), shape=shape) @ weights
+                num_diff[lo:hi] = sp.csr_matrix((sim * ~same, (qi, wi)), shape=shape) @ weights
+            lo = hi
+        a, d, cov = [], [], []
+        for k in range(k_cols):
+            has, ok = p_v[:, k] > 0, rest[:, k] > 0
+            a.append(float(np.mean(num_same[has, k] / p_v[has, k])) if has.any() else float("nan"))
+            d.append(float(np.mean(num_diff[ok, k] / rest[ok, k])) if ok.any() else float("nan"))
+            cov.append(float(has.mean()) if n_q else 0.0)
+        return a, d, cov
 
-    def scores(self, weights):
-        """``A, D, coverage`` for window weights (probabilities, or sample frequencies)."""
-        weights = np.asarray(weights, dtype=np.float64)
-        total = weights.sum()
-        p_y = np.bincount(self.w_target, weights=weights, minlength=int(self.q_targets.max(initial=0)) + 1)
-        p_v = p_y[self.q_targets] if p_y.size else np.zeros(self.q_targets.size)
-        num_same = self.s_same @ weights
-        num_diff = self.s_diff @ weights
-        has = p_v > 0
-        rest = total - p_v
-        a = float(np.mean(num_same[has] / p_v[has])) if has.any() else float("nan")
-        ok = rest > 0
-        d = float(np.mean(num_diff[ok] / rest[ok])) if ok.any() else float("nan")
-        return a, d, float(has.mean()) if has.size else 0.0
+
+def _fit_queries(sim, queries, max_compared, seed):
+    """Queries whose comparison bound fits ``max_compared`` (a seeded random subset, data order)."""
+    q_lists, q_lengths, q_targets = queries
+    bound = sim.compare_bound(q_lists, q_lengths)
+    if max_compared is None or max_compared <= 0 or bound.sum() <= max_compared:
+        return queries
+    order = np.random.default_rng([int(seed) & 0xFFFFFFFF, 4099]).permutation(bound.size)
+    n_fit = max(1, int(np.searchsorted(np.cumsum(bound[order]), max_compared, side="right")))
+    keep = np.sort(order[:n_fit])
+    getLogger().warning(
+        f"GenPAS search: A/D would compare up to {int(bound.sum()):,} (query, training input) pairs per "
+        f"configuration (> genpas_ad_max_compared = {int(max_compared):,}); using {keep.size} of "
+        f"{bound.size} queries. Raise genpas_ad_max_compared for more queries (slower)."
+    )
+    return q_lists[keep], q_lengths[keep], q_targets[keep]
 
 
 def alignment_discrimination(seqs, thetas, queries, n_items, max_len, truncation="cut", max_pairs=2_000_000,
-                             sample_pairs=200_000, seed=0, workers=-1):
-    """``{theta: (A, D, coverage)}`` for every theta (exact weights, or sampled above ``max_pairs``)."""
-    q_lists, q_lengths, q_targets = queries
+                             sample_pairs=200_000, seed=0, workers=-1, max_compared=50_000_000):
+    """``({theta: (A, D, coverage)}, n_queries_used)`` for every theta.
+
+    Exact weights over every distinct truncated input, or ``sample_pairs`` pairs drawn from each
+    theta when there are more than ``max_pairs`` inputs. Queries are subsampled (seeded, logged)
+    when their comparisons would exceed ``max_compared`` per configuration (dense data, long inputs).
+    """
     out = {}
     first = GenPASSampler(seqs, *thetas[0], max_len=max_len, truncation=truncation)
     if first.n_windows() <= max_pairs:
         rows, t, start, _ = first.exact_windows()
-        sim = WindowSimilarity(seqs, rows, t, start, q_lists, q_lengths, q_targets, n_items, workers)
-        for theta in thetas:
-            sampler = GenPASSampler(seqs, *theta, max_len=max_len, truncation=truncation)
-            out[theta] = sim.scores(sampler.exact_windows()[3])
-        return out
+        sim = WindowSimilarity(seqs, rows, t, start, n_items)
+        queries = _fit_queries(sim, queries, max_compared, seed)
+        weights = np.stack(
+            [GenPASSampler(seqs, *th, max_len=max_len, truncation=truncation).exact_windows()[3] for th in thetas], 1
+        )
+        a, d, cov = sim.scores(weights, *queries, workers)
+        return {th: (a[k], d[k], cov[k]) for k, th in enumerate(thetas)}, int(len(queries[2]))
     for k, theta in enumerate(thetas):  # Monte Carlo: sampled pairs, merged by truncated input
         sampler = GenPASSampler(seqs, *theta, max_len=max_len, truncation=truncation)
         rows, t, i = sampler.sample(sample_pairs, np.random.default_rng([int(seed) & 0xFFFFFFFF, 7919, k]))
         start = i if max_len is None else np.maximum(i, t - max_len)
-        key = np.stack([rows, t, start], 1)
-        uniq, counts = np.unique(key, axis=0, return_counts=True)
-        sim = WindowSimilarity(seqs, uniq[:, 0], uniq[:, 1], uniq[:, 2], q_lists, q_lengths, q_targets, n_items, workers)
-        out[theta] = sim.scores(counts / counts.sum())
-    return out
+        uniq, counts = np.unique(np.stack([rows, t, start], 1), axis=0, return_counts=True)
+        sim = WindowSimilarity(seqs, uniq[:, 0], uniq[:, 1], uniq[:, 2], n_items)
+        if k == 0:  # one query subset for every theta
+            queries = _fit_queries(sim, queries, max_compared, seed)
+        a, d, cov = sim.scores(counts / counts.sum(), *queries, workers)
+        out[theta] = (a[0], d[0], cov[0])
+    return out, int(len(queries[2]))
 
 
 # --------------------------------------------------------------------------- ranking
@@ -328,13 +370,14 @@ def theta_name(theta):
 
 def run_search(seqs, valid, n_items, max_len, test_targets=None, grid=None, kl_keep="mt", include_mt=True,
                top_k=5, n_queries=2000, max_pairs=2_000_000, sample_pairs=200_000, truncation="cut", seed=2020,
-               workers=-1, ad_fn=None):
+               workers=-1, ad_fn=None, max_compared=50_000_000):
     """The whole search on rebuilt training parts ``seqs`` and validation pairs ``valid``.
 
     Args:
         valid: ``(lists [N, L], lengths [N], targets [N])`` of the validation split.
         test_targets: optional, only for the analysis column ``KL test`` (never used to select).
-        ad_fn: replaces :func:`alignment_discrimination` (same signature) to plug in another A/D.
+        ad_fn: replaces :func:`alignment_discrimination` (same signature and return value) to plug
+            in another A/D.
 
     Returns a JSON-ready dict (see :func:`write_outputs`).
     """
@@ -356,8 +399,9 @@ def run_search(seqs, valid, n_items, max_len, test_targets=None, grid=None, kl_k
 
     t1 = time.perf_counter()
     queries = sample_queries(*valid, n_queries, seed)
-    ad = (ad_fn or alignment_discrimination)(
-        seqs, candidates, queries, n_items, max_len, truncation, max_pairs, sample_pairs, seed, workers
+    ad, n_used = (ad_fn or alignment_discrimination)(
+        seqs, candidates, queries, n_items, max_len, truncation, max_pairs, sample_pairs, seed, workers,
+        max_compared,
     )
     timings["ad_s"] = time.perf_counter() - t1
     records = []
@@ -374,6 +418,7 @@ def run_search(seqs, valid, n_items, max_len, test_targets=None, grid=None, kl_k
         "grid": {k: [format_exponent(x) for x in v] for k, v in grid.items()},
         "kl_keep": str(kl_keep),
         "n_queries": int(len(queries[2])),
+        "n_queries_used": n_used,
         "seed": int(seed),
         "max_len": max_len,
         "truncation": truncation,
@@ -513,6 +558,7 @@ def search_from_config(config, write=True):
         n_queries=int(key("genpas_ad_queries", 2000)),
         max_pairs=int(key("genpas_ad_max_pairs", 2_000_000)),
         sample_pairs=int(key("genpas_ad_sample_pairs", 200_000)),
+        max_compared=int(key("genpas_ad_max_compared", 50_000_000)),
         truncation=str(key("genpas_truncation", "cut")),
         seed=int(key("seed", 2020)),
         workers=-1,
