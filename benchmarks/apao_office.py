@@ -55,7 +55,7 @@ def make_config(variant, seed, epochs, batch, extra=None):
         "apao_loss": variant,
         "sid_file": os.path.join(ROOT, "..", "shared", "data", "office", "office.sid-rqkmeans.json"),
         "data_path": os.path.join(ROOT, "..", "shared", "data"),
-        "checkpoint_dir": os.path.join(ROOT, "saved", "apao_bench"),
+        "checkpoint_dir": os.path.join(ROOT, "saved", f"apao_bench_{variant}_{seed}"),  # parallel runs never share a file
         "seed": seed,
         "reproducibility": True,
         "epochs": epochs,
@@ -89,7 +89,7 @@ def train_one(variant, seed, epochs, batch, dataset, neg_k):
     # one epoch: nothing to select, so no validation pass (the CPU goes to training)
     best_score, best_valid = trainer.fit(train, valid if epochs > 1 else None, saved=True)
     train_cpu, train_wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    result = trainer.evaluate(test, load_best_model=True)
+    result = trainer.evaluate(test, load_best_model=epochs > 1)  # one epoch: the final model is the one to test
     return {
         "variant": variant, "seed": seed, "epochs": epochs, "batch": batch,
         "test": {k: float(v) for k, v in result.items()},
@@ -204,15 +204,16 @@ def cmd_report(args):
                 extra = f", AUC {mean('auc')}, MRR {mean('mrr')}" if "auc" in last[0] else ""
                 lines.append(f"- {names[variant]}: l_t {mean('loss')}, w_t {mean('weight')}{extra}")
     if os.path.isfile(COST):
-        cost = json.load(open(COST))
-        med, ratio = cost["median_seconds_per_step"], cost["ratio_to_tiger"]
-        lines += ["", f"Training cost per step (batch {cost['batch']}, K = {cost['neg_k']}, 1 thread, median of "
-                  f"{cost['steps']} interleaved steps, {cost['clock']}):", "",
-                  "| model | s/step | ratio to TIGER |", "|---|---|---|"]
-        for v in VARIANTS:
-            lines.append(f"| {names[v]} | {med[v]:.3f} | {ratio[v]:.2f}× |")
-        lines += ["", "```", cost["command"], "```"]
-    lines += ["", "Commands:", "", "```", *sorted({r["command"] for r in rows}), "python benchmarks/apao_office.py report", "```", ""]
+        for k, cost in sorted(json.load(open(COST))["by_neg_k"].items(), key=lambda kv: -int(kv[0])):
+            med, ratio = cost["median_seconds_per_step"], cost["ratio_to_tiger"]
+            lines += ["", f"Training cost per step (batch {cost['batch']}, pairwise K = {k}, 1 thread, median of "
+                      f"{cost['steps']} interleaved steps on the same batches, {cost['clock']}):", "",
+                      "| model | s/step | ratio to TIGER |", "|---|---|---|"]
+            for v in VARIANTS:
+                lines.append(f"| {names[v]} | {med[v]:.3f} | {ratio[v]:.2f}× |")
+            lines += ["", "```", "nice -n 5 env OMP_NUM_THREADS=1 python " + cost["command"], "```"]
+    lines += ["", "Commands (one process per seed, run side by side):", "", "```",
+              *sorted({"nice -n 5 env OMP_NUM_THREADS=1 python " + r["command"] for r in rows}), "python benchmarks/apao_office.py report", "```", ""]
     with open(REPORT, "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
