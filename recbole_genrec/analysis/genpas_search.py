@@ -57,8 +57,16 @@ DEFAULT_GRID = {
     "beta": [-1.0, 0.0, 1.0, 2.0, INF],
     "gamma": [-INF, -1.0, 0.0, 1.0],
 }
-_CHAR_BASE = 0x10000  # items as single code points outside the BMP (no surrogates)
-_MAX_CHAR_ITEMS = 0x10FFFF - _CHAR_BASE
+
+
+def _char_base(n_items):
+    """Items become single code points (rapidfuzz's fastest path): 2-byte ones below the
+    surrogates when they fit (< 55k items), else above the BMP (up to ~1.05M items)."""
+    if n_items + 0x100 <= 0xD800:
+        return 0x100
+    if n_items + 0x10000 <= 0x110000:
+        return 0x10000
+    raise ValueError(f"GenPAS search: {n_items} items exceed the 1,048,576 the NED encoding supports.")
 
 
 # --------------------------------------------------------------------------- NED
@@ -76,11 +84,11 @@ def ned(a, b):
     return Levenshtein.distance(a, b) / max(len(a), len(b))
 
 
-def _as_strings(padded, lengths):
-    """Item-id rows -> one code point per item (rapidfuzz's fastest path)."""
+def _as_strings(padded, lengths, base):
+    """Item-id rows -> one code point per item."""
     out = []
     for row, n in zip(padded.tolist(), lengths.tolist()):
-        out.append("".join(map(chr, (_CHAR_BASE + v for v in row[:n]))))
+        out.append("".join(map(chr, (base + v for v in row[:n]))))
     return out
 
 
@@ -187,7 +195,8 @@ class WindowSimilarity:
             (np.ones(flat_items.size, np.float32), flat_items, w_ptr), shape=(rows.size, self.n_items)
         ).T.tocsr()
         self.item_windows = np.diff(self.wmat_t.indptr)
-        flat = "".join(map(chr, (flat_items + _CHAR_BASE).tolist()))
+        self.char_base = _char_base(self.n_items)
+        flat = "".join(map(chr, (flat_items + self.char_base).tolist()))
         bounds = w_ptr.tolist()
         self.w_str = [flat[bounds[k] : bounds[k + 1]] for k in range(rows.size)]
 
@@ -209,7 +218,7 @@ class WindowSimilarity:
         q_ptr = np.concatenate([[0], np.cumsum(q_lengths)])
         q_items = q_lists[qmask]
         qmat = sp.csr_matrix((np.ones(q_items.size, np.float32), q_items, q_ptr), shape=(n_q, self.n_items))
-        q_str = _as_strings(q_lists, q_lengths)
+        q_str = _as_strings(q_lists, q_lengths, self.char_base)
         # P_theta(y = v) for every item, and per query
         p_y = np.zeros((self.n_items, k_cols))
         for k in range(k_cols):
