@@ -279,7 +279,7 @@ def _fit_queries(sim, queries, max_compared, seed):
 
 
 def alignment_discrimination(seqs, thetas, queries, n_items, max_len, truncation="cut", max_pairs=2_000_000,
-                             sample_pairs=200_000, seed=0, workers=-1, max_compared=50_000_000):
+                             sample_pairs=200_000, seed=0, workers=-1, max_compared=100_000_000):
     """``({theta: (A, D, coverage)}, n_queries_used)`` for every theta.
 
     Exact weights over every distinct truncated input, or ``sample_pairs`` pairs drawn from each
@@ -379,7 +379,7 @@ def theta_name(theta):
 
 def run_search(seqs, valid, n_items, max_len, test_targets=None, grid=None, kl_keep="mt", include_mt=True,
                top_k=5, n_queries=2000, max_pairs=2_000_000, sample_pairs=200_000, truncation="cut", seed=2020,
-               workers=-1, ad_fn=None, max_compared=50_000_000):
+               workers=-1, ad_fn=None, max_compared=100_000_000):
     """The whole search on rebuilt training parts ``seqs`` and validation pairs ``valid``.
 
     Args:
@@ -567,7 +567,7 @@ def search_from_config(config, write=True):
         n_queries=int(key("genpas_ad_queries", 2000)),
         max_pairs=int(key("genpas_ad_max_pairs", 2_000_000)),
         sample_pairs=int(key("genpas_ad_sample_pairs", 200_000)),
-        max_compared=int(key("genpas_ad_max_compared", 50_000_000)),
+        max_compared=int(key("genpas_ad_max_compared", 100_000_000)),
         truncation=str(key("genpas_truncation", "cut")),
         seed=int(key("seed", 2020)),
         workers=-1,
