@@ -8,7 +8,8 @@ one fresh process per model (so peak memory is per model and no state leaks betw
 runs). ``--epochs`` / ``--minutes`` give every model the same budget. Other ``--key=value``
 pairs are passed to every model as on the ``run_recbole_genrec.py`` command line;
 ``--model_config Model=file.yaml`` adds a config file for one model only; ``--append``
-adds models to an existing comparison (same dataset and config files, checked).
+adds models to an existing comparison (same dataset and config files, checked), and
+``--merge DIR DIR ... --out DIR`` joins comparisons run in parallel on identical settings.
 
 Writes ``results.json`` (everything), ``results.md`` (a paper-style table: rows models,
 columns test metrics, best in bold, plus train seconds and peak memory, and the command)
@@ -71,18 +72,26 @@ def _worker(model, dataset, config_files, config_dict, overrides, result_path):
         json.dump(result, f)
 
 
-def load_previous(path, dataset, config_files):
-    """The results.json that ``--append`` extends; it must be of the same dataset and config."""
+def load_previous(path, settings):
+    """The results.json that ``--append`` extends; its settings must equal this run's."""
     if not os.path.isfile(path):
         raise ConfigError(f"--append: '{path}' does not exist. Fix: run without --append first.")
     with open(path) as f:
         previous = json.load(f)
-    if previous["dataset"] != dataset or previous["config_files"] != config_files:
-        raise ConfigError(
-            f"--append: '{path}' compares on dataset {previous['dataset']!r} with config files "
-            f"{previous['config_files']}, not {dataset!r} with {config_files}: results would not be comparable."
-        )
+    check_comparable(previous, settings, f"--append: '{path}'")
     return previous
+
+
+COMPARABLE_KEYS = ("dataset", "config_files", "budget", "overrides")
+
+
+def check_comparable(payload, reference, where):
+    for key in COMPARABLE_KEYS:
+        if payload[key] != reference[key]:
+            raise ConfigError(
+                f"{where} differs in {key} ({payload[key]!r} vs {reference[key]!r}): "
+                "results would not be comparable."
+            )
 
 
 def run_model(model, dataset, config_files, config_dict, overrides, result_path):
@@ -159,6 +168,42 @@ def bar_chart(results, path, title):
     plt.close(fig)
 
 
+def write_outputs(out, payload):
+    """results.json, results.md (table) and results.png for a comparison payload."""
+    results = payload["results"]
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(payload, f, indent=2)
+    table = markdown_table(results, "\n".join(payload["commands"]))
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(f"# {', '.join(results)} on {payload['dataset']}\n\n{table}")
+    bar_chart(results, os.path.join(out, "results.png"), f"{payload['dataset']}: test metrics")
+    return table
+
+
+def merge(folders, out):
+    """One table from comparisons run separately (e.g. in parallel) on identical settings.
+
+    Refuses folders whose dataset, shared config files, budget or overrides differ.
+    """
+    payloads = []
+    for folder in folders:
+        path = os.path.join(folder, "results.json")
+        if not os.path.isfile(path):
+            raise ConfigError(f"--merge: '{path}' does not exist.")
+        with open(path) as f:
+            payloads.append(json.load(f))
+    first = payloads[0]
+    for folder, payload in zip(folders[1:], payloads[1:]):
+        check_comparable(payload, first, f"--merge: '{folder}'")
+    merged = dict(first, commands=[], results={}, model_config={})
+    for payload in payloads:
+        merged["commands"] += payload["commands"]
+        merged["results"].update(payload["results"])
+        merged["model_config"].update(payload["model_config"])
+    os.makedirs(out, exist_ok=True)
+    return write_outputs(out, merged)
+
+
 def compare(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args, models, per_model, overrides = parse_args(argv)
@@ -172,8 +217,9 @@ def compare(argv=None):
         config_dict["train_time_budget"] = args.minutes
     command = "python -m recbole_genrec.compare " + " ".join(shlex.quote(a) for a in argv)
     results, commands = {}, [command]
+    settings = {"dataset": args.dataset, "config_files": config_files, "budget": config_dict, "overrides": overrides}
     if args.append:
-        previous = load_previous(os.path.join(out, "results.json"), args.dataset, config_files)
+        previous = load_previous(os.path.join(out, "results.json"), settings)
         results, commands = previous["results"], previous["commands"] + [command]
     for model in models:
         print(f"[compare] {model} on {args.dataset} ...", flush=True)
@@ -183,19 +229,22 @@ def compare(argv=None):
         if os.path.exists(result_path):
             os.remove(result_path)
         print(f"[compare] {model}: {results[model].get('test_result', results[model].get('error'))}", flush=True)
-    payload = {"commands": commands, "dataset": args.dataset, "config_files": config_files,
-               "model_config": per_model, "budget": config_dict, "overrides": overrides, "results": results}
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(payload, f, indent=2)
-    table = markdown_table(results, "\n".join(commands))
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(f"# {', '.join(results)} on {args.dataset}\n\n{table}")
-    bar_chart(results, os.path.join(out, "results.png"), f"{args.dataset}: test metrics")
-    print(table)
+    payload = dict(settings, commands=commands, model_config=per_model, results=results)
+    print(write_outputs(out, payload))
     return results
 
 
 def main():
+    if sys.argv[1:2] == ["--merge"]:
+        parser = argparse.ArgumentParser(prog="python -m recbole_genrec.compare --merge")
+        parser.add_argument("--merge", nargs="+", required=True, metavar="FOLDER")
+        parser.add_argument("--out", required=True)
+        args = parser.parse_args()
+        try:
+            print(merge(args.merge, args.out))
+        except UserError as err:
+            sys.exit(f"error: {err}")
+        return
     try:
         results = compare()
     except UserError as err:

@@ -235,12 +235,31 @@ def test_compare_writes_table_json_png_and_matches_plain_run(tiny_data, tmp_path
     payload = json.loads((out / "results.json").read_text())
     assert payload["budget"] == {"epochs": 2} and payload["overrides"] == ["--hidden_size=32"]
     # --append adds a model to the same table; a different dataset is refused
-    compare(["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "1",
-             "--out", str(out), "--append"])
+    with pytest.raises(ConfigError, match="differs in budget"):
+        compare(["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "1",
+                 "--out", str(out), "--append", "--hidden_size=32"])
+    compare(["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "2",
+             "--out", str(out), "--append", "--hidden_size=32"])
     payload = json.loads((out / "results.json").read_text())
     assert list(payload["results"]) == ["SASRec", "GRU4Rec", "BPR"] and len(payload["commands"]) == 2
-    with pytest.raises(ConfigError, match="would not be comparable"):
-        compare(["--models", "BPR", "--dataset", "other", "--config_files", str(path), "--out", str(out), "--append"])
+    with pytest.raises(ConfigError, match="differs in dataset"):
+        compare(["--models", "BPR", "--dataset", "other", "--config_files", str(path), "--epochs", "2",
+                 "--out", str(out), "--append", "--hidden_size=32"])
+    # --merge joins separately run comparisons with identical settings, and refuses others
+    from recbole_genrec.compare import merge
+
+    other = tmp_path / "cmp2"
+    compare(["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "2",
+             "--out", str(other), "--hidden_size=32"])
+    merge([str(out), str(other)], str(tmp_path / "merged"))
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert list(merged["results"]) == ["SASRec", "GRU4Rec", "BPR"] and len(merged["commands"]) == 3
+    (tmp_path / "merged" / "results.png").stat()
+    third = tmp_path / "cmp3"
+    compare(["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "1",
+             "--out", str(third), "--hidden_size=32"])
+    with pytest.raises(ConfigError, match="differs in budget"):
+        merge([str(out), str(third)], str(tmp_path / "bad"))
     table = (out / "results.md").read_text()
     assert "| SASRec |" in table and "| GRU4Rec |" in table and "**" in table
     assert "python -m recbole_genrec.compare --models SASRec,GRU4Rec" in table
