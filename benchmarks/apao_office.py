@@ -169,7 +169,9 @@ def cmd_report(args):
         "# TIGER vs TIGER_APAO on office (mean ± std over seeds)", "",
         f"Seeds: {sorted({r['seed'] for r in rows})}; epochs {rows[0]['epochs']}, batch {rows[0]['batch']}, "
         f"{rows[0]['steps_per_epoch']} steps/epoch; codes = APAO rq-kmeans ({L} levels incl. the collision level; "
-        f"N_t = {rows[0]['n_prefixes']}). Test: full ranking, beam 20, trie-constrained; best valid NDCG@10 epoch.", "",
+        f"N_t = {rows[0]['n_prefixes']}). Test: full ranking, beam 20, trie-constrained; "
+        + ("best valid NDCG@10 epoch." if rows[0]["epochs"] > 1 else "the final model (one epoch: no validation pass).")
+        + f" Pairwise K = {sorted({r.get('neg_k') for r in rows if r['variant'] == 'pairwise'}) or '—'}.", "",
         "| model | runs | " + " | ".join(m.replace("recall", "Recall").replace("ndcg", "NDCG") for m in METRICS)
         + " | " + " | ".join(f"survival t={t}" for t in range(1, L + 1)) + " | train CPU s |",
         "|" + "---|" * (3 + len(METRICS) + L),
