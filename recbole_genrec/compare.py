@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import shlex
+import signal
 import sys
 import time
 
@@ -100,7 +101,12 @@ def run_model(model, dataset, config_files, config_dict, overrides, result_path)
     proc = ctx.Process(target=_worker, args=(model, dataset, config_files, config_dict, overrides, result_path))
     start = time.perf_counter()
     proc.start()
-    proc.join()
+    try:
+        proc.join()
+    finally:  # interrupted or terminated: never leave the worker training on its own
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
     if proc.exitcode != 0 or not os.path.isfile(result_path):
         return {"error": f"process exited with code {proc.exitcode} (see the log above)"}
     with open(result_path) as f:
@@ -235,6 +241,8 @@ def compare(argv=None):
 
 
 def main():
+    # `kill <pid>` of the comparison must stop its worker too (see run_model's finally)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if sys.argv[1:2] == ["--merge"]:
         parser = argparse.ArgumentParser(prog="python -m recbole_genrec.compare --merge")
         parser.add_argument("--merge", nargs="+", required=True, metavar="FOLDER")
