@@ -22,7 +22,6 @@ Usage (results in benchmarks/results/decoding_<dataset>.{json,md}):
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource

@@ -7,9 +7,9 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_config
-from recbole.data import data_preparation
-from recbole.data.dataset import SequentialDataset
-from recbole.utils import init_seed
+
+from test_tiger import SMALL
+from test_tiger import build as build_tiger
 
 from recbole_genrec.config import Config
 from recbole_genrec.model import apao_losses as AL
@@ -18,32 +18,11 @@ from recbole_genrec.model.tiger_apao import TIGER_APAO
 from recbole_genrec.trainer import TIGER_APAOTrainer, TIGERTrainer
 from recbole_genrec.utils import get_model, get_trainer
 
-SMALL = {"n_layers": 1, "d_model": 32, "d_ff": 64, "n_heads": 2, "d_kv": 16}
 MODEL_DIR = os.path.join(os.path.dirname(__file__), "..", "recbole_genrec", "properties", "model")
 
 
-def attach_random_sids(dataset, sizes=(4, 4, 4), seed=0):
-    """Random collision-free codes for rows 1.. (row 0 = padding), as SemanticIDDataset exposes them."""
-    g = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(math.prod(sizes), generator=g)[: dataset.item_num - 1]
-    codes, rest = [], pick
-    for s in reversed(sizes):
-        codes.append(rest % s)
-        rest = rest // s
-    sid = torch.cat([torch.zeros(1, len(sizes), dtype=torch.long), torch.stack(codes[::-1], 1)])
-    dataset.item_sid, dataset.item_sids, dataset.sid_codebook_sizes = sid, sid[None], list(sizes)
-    return dataset
-
-
 def build(tiny_data, tmp_path, model_class=TIGER_APAO, **overrides):
-    keys = {**SMALL, "beam_size": 20, "valid_beam_size": 10, "warmup_steps": 2, "learning_rate": 0.01}
-    keys.update(overrides)
-    config = Config(model=model_class, dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path, **keys))
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = attach_random_sids(SequentialDataset(config))
-    train, valid, test = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    return config, model_class(config, train._dataset), (train, valid, test)
+    return build_tiger(tiny_data, tmp_path, model_class, **overrides)
 
 
 def loss_and_grads(model, batch, seed=7):
@@ -307,19 +286,20 @@ def test_prefix_survival_matches_beam_contents(tiny_data, tmp_path):
     model.eval()
     interaction = next(iter(test))[0]
     result, prefixes = model.generate_with_prefixes(interaction, beam_size=10)
-    plain = model.generate(interaction, beam_size=10)  # the recorder does not change the search
+    plain = model.generate(interaction, beam_size=10)  # recording does not change the search
     assert torch.equal(result.items, plain.items) and torch.equal(result.scores, plain.scores)
     tokens = result.codes + model.offsets
-    assert [p.shape[-1] for p in prefixes] == [1, 2]
+    assert [p.shape[-1] for p in prefixes] == [1, 2, 3]
+    assert torch.equal(prefixes[-1], torch.where(torch.isfinite(result.scores)[..., None], tokens, -1))
     for b in range(tokens.shape[0]):  # every final beam extends a recorded step-2 beam
         recorded = {tuple(r) for r in prefixes[1][b].tolist()}
         assert all(tuple(r[:2]) in recorded for r in tokens[b].tolist())
     targets = interaction[model.POS_ITEM_ID]
-    hits = model.prefix_survival_hits(result, prefixes, targets)
+    hits = model.prefix_survival_hits(prefixes, targets)
     torch.testing.assert_close(hits[:, -1], (result.items == targets[:, None]).any(1))
     # exhaustive beam (>= #items): every prefix survives
     result, prefixes = model.generate_with_prefixes(interaction, beam_size=40)
-    assert model.prefix_survival_hits(result, prefixes, targets).all()
+    assert model.prefix_survival_hits(prefixes, targets).all()
 
 
 def test_none_trains_to_tiger_metrics(tiny_data, tmp_path):

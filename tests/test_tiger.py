@@ -34,15 +34,16 @@ def attach_random_sids(dataset, sizes=(4, 4, 4), seed=0):
     return dataset
 
 
-def build(tiny_data, tmp_path, **overrides):
+def build(tiny_data, tmp_path, model_class=TIGER, **overrides):
+    """A small ``model_class`` (TIGER or a subclass) on the tiny data with random codes."""
     keys = {**SMALL, "beam_size": 20, "valid_beam_size": 10, "warmup_steps": 2, "learning_rate": 0.01}
     keys.update(overrides)
-    config = Config(model=TIGER, dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path, **keys))
+    config = Config(model=model_class, dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path, **keys))
     init_seed(config["seed"], config["reproducibility"])
     dataset = attach_random_sids(SequentialDataset(config))
     train, valid, test = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
-    return config, TIGER(config, train._dataset), (train, valid, test)
+    return config, model_class(config, train._dataset), (train, valid, test)
 
 
 class StandInDataset:

@@ -71,7 +71,7 @@ class TIGER(SequentialRecommender):
                 f"dataset.item_sid must be [n_items={self.n_items}, L={len(sizes)}], got {tuple(item_sid.shape)}"
             )
         self.sid_codebook_sizes = [int(s) for s in sizes]
-        self.n_levels = L = len(sizes)
+        self.n_levels = len(sizes)
         self.n_user_tokens = int(config["n_user_tokens"])
         if self.n_user_tokens < 0:
             raise ValueError(f"n_user_tokens must be >= 0, got {self.n_user_tokens}")

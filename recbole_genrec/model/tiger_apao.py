@@ -46,8 +46,8 @@ Where the spec left the choice to us (see also the yaml):
 * Diagnostics: per-prefix ``l_t``, ``w_t`` and (pairwise) the positive's AUC/MRR among the
   kept candidates are averaged over an epoch (:meth:`pop_apao_stats`, logged by
   ``TIGER_APAOTrainer``). At every evaluation the **prefix-survival rate** (fraction of users
-  whose target's length-``t`` prefix is in the beam after step ``t``) is recorded by
-  wrapping the beam's step decoder (:class:`PrefixRecorder`); no change to ``beam_search``.
+  whose target's length-``t`` prefix is in the beam after step ``t``) is recorded through
+  ``beam_search``'s ``on_step`` hook (:meth:`generate_with_prefixes`).
 """
 
 from typing import Optional
@@ -56,8 +56,6 @@ import torch
 import torch.nn.functional as F
 
 from recbole_genrec.model import apao_losses as AL
-from recbole_genrec.model.beam_search import BeamResult, beam_search
-from recbole_genrec.model.layers import T5StepDecoder
 from recbole_genrec.model.tiger import TIGER
 
 APAO_LOSSES = ("none", "pointwise", "pairwise")
@@ -105,32 +103,6 @@ def candidate_decoder_logits(t5, encoder_hidden, encoder_mask, labels, first_out
     if getattr(cfg, "scale_decoder_outputs", cfg.tie_word_embeddings):
         x = x * cfg.d_model**-0.5
     return t5.lm_head(x).view(B, C, T - first_output, -1)
-
-
-class PrefixRecorder:
-    """A :class:`~recbole_genrec.model.beam_search.StepDecoder` wrapper that records the beams.
-
-    After step ``t`` of the beam search, ``prefixes[t-1]`` is ``[B, W_t, t]``: the token
-    prefix of every beam (reconstructed from the ``(tokens, parent)`` the search feeds the
-    decoder). The last step is never fed back, so the full-length beams come from the
-    :class:`BeamResult`. Dead beams (only when fewer than ``W`` valid paths exist) are
-    recorded too; their prefix is either not a valid path or a copy of a live beam's (all
-    finite candidates are kept in that case), so "target prefix in the beam" is unaffected.
-    """
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.prefixes = []
-
-    def step(self, tokens, parent):
-        if tokens is not None:
-            if self.prefixes:
-                prev = self.prefixes[-1]
-                prev = prev.gather(1, parent.unsqueeze(-1).expand(-1, -1, prev.shape[-1]))
-                self.prefixes.append(torch.cat([prev, tokens.unsqueeze(-1)], -1))
-            else:
-                self.prefixes.append(tokens.unsqueeze(-1))
-        return self.inner.step(tokens, parent)
 
 
 class TIGER_APAO(TIGER):
@@ -250,24 +222,23 @@ class TIGER_APAO(TIGER):
 
     @torch.no_grad()
     def generate_with_prefixes(self, interaction, beam_size: Optional[int] = None, decoding: Optional[str] = None):
-        """TIGER's :meth:`generate`, also returning every step's beam prefixes (:class:`PrefixRecorder`)."""
-        beam_size = beam_size or self.eval_beam_size
-        decoding = (decoding or self.decoding).lower()
-        input_ids, mask = self._interaction_inputs(interaction)
-        hidden = self.encode(input_ids, mask)
-        if self.trie.device != hidden.device:
-            self.trie.to(hidden.device)
-        recorder = PrefixRecorder(T5StepDecoder(self.t5, hidden, mask, max_steps=self.n_levels))
-        result = beam_search(recorder, self.trie, self.offsets, beam_size, constrained=decoding == "constrained")
-        return result, recorder.prefixes
+        """TIGER's :meth:`generate`, also returning the beams after every step.
 
-    def prefix_survival_hits(self, result: BeamResult, prefixes, targets: torch.Tensor) -> torch.Tensor:
+        ``prefixes[t-1]`` is ``[B, W_t, t]``: the token prefixes kept after step ``t``
+        (dead beams, which exist only when fewer than ``W`` valid paths do, are ``-1``).
+        """
+        prefixes = []
+
+        def record(t, codes, scores):
+            tokens = codes + self.offsets[: t + 1]
+            prefixes.append(torch.where(torch.isfinite(scores).unsqueeze(-1), tokens, -1))
+
+        return self.generate(interaction, beam_size, decoding, on_step=record), prefixes
+
+    def prefix_survival_hits(self, prefixes, targets: torch.Tensor) -> torch.Tensor:
         """``[B, L]`` bool: the target's length-``t`` token prefix is in the beam after step ``t``."""
         target = self.item_tokens[targets]  # [B, L]
-        final = torch.where(torch.isfinite(result.scores).unsqueeze(-1), result.codes + self.offsets, -1)
-        hits = []
-        for t, beams in enumerate(list(prefixes) + [final], start=1):
-            hits.append((beams[..., :t] == target[:, None, :t]).all(-1).any(-1))
+        hits = [(beams == target[:, None, :t]).all(-1).any(-1) for t, beams in enumerate(prefixes, start=1)]
         return torch.stack(hits, 1)
 
     def full_sort_predict(self, interaction):
@@ -275,7 +246,7 @@ class TIGER_APAO(TIGER):
         result, prefixes = self.generate_with_prefixes(interaction)
         self._update_stats(result)
         if self.POS_ITEM_ID in interaction:
-            hits = self.prefix_survival_hits(result, prefixes, interaction[self.POS_ITEM_ID])
+            hits = self.prefix_survival_hits(prefixes, interaction[self.POS_ITEM_ID])
             self.survival["users"] += hits.shape[0]
             self.survival["hits"] += hits.sum(0).cpu()
         return self.beam_to_scores(result.items, self.n_items)
