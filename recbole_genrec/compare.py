@@ -235,8 +235,9 @@ def compare(argv=None):
         if os.path.exists(result_path):
             os.remove(result_path)
         print(f"[compare] {model}: {results[model].get('test_result', results[model].get('error'))}", flush=True)
-    payload = dict(settings, commands=commands, model_config=per_model, results=results)
-    print(write_outputs(out, payload))
+        # written after every model: an interrupted comparison keeps what it finished
+        table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
+    print(table)
     return results
 
 
