@@ -12,6 +12,7 @@ def kmeans(x, k, seed=0, niter=25):
     centroids and the rest are copies of random points with a small seeded jitter (logged),
     so the codebook still has ``k`` entries.
     """
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # one INFO line per CPU-feature probe
     import faiss
 
     x = np.ascontiguousarray(x, dtype=np.float32)
