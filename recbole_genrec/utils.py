@@ -115,6 +115,15 @@ def get_model(model_name):
     raise _unknown_model_error(model_name)
 
 
+def config_value(config, key, default=None):
+    """``config[key]``, or ``default`` when the key is missing or None (RecBole Config or dict)."""
+    try:
+        value = config[key]
+    except KeyError:
+        return default
+    return default if value is None else value
+
+
 def get_trainer(model_type, model_name):
     """``recbole_genrec.trainer.<Model>Trainer`` if exported, else RecBole's choice."""
     trainers = importlib.import_module("recbole_genrec.trainer")

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recbole_genrec.errors import ConfigError
+from recbole_genrec.utils import config_value
 
 INF = math.inf
 
@@ -153,14 +154,6 @@ class SamplerSpec:
         return None
 
 
-def _get(config, key, default=None):
-    try:
-        value = config[key]
-    except KeyError:
-        return default
-    return default if value is None else value
-
-
 def sampler_spec_from_config(config):
     """Resolve the sampler keys of a RecBole config (or dict); ``None`` for RecBole's default.
 
@@ -168,7 +161,7 @@ def sampler_spec_from_config(config):
     (``genpas_alpha/beta/gamma`` are ignored); ``genpas`` -> ``genpas_alpha/beta/gamma``, where an
     unset (null) exponent takes MT's value (1, 0, -inf).
     """
-    name = _get(config, "train_sampler", "default")
+    name = config_value(config, "train_sampler", "default")
     if not isinstance(name, str):
         raise ConfigError(
             f"Config key 'train_sampler' got {name!r}. Fix: one of {', '.join(SAMPLER_CHOICES)}."
@@ -181,10 +174,10 @@ def sampler_spec_from_config(config):
         )
     if canon == "default":
         return None
-    mode = str(_get(config, "genpas_mode", "sample")).strip().lower()
+    mode = str(config_value(config, "genpas_mode", "sample")).strip().lower()
     if mode not in MODES:
         raise ConfigError(f"Config key 'genpas_mode' got {mode!r}. Fix: one of {', '.join(MODES)}.")
-    truncation = str(_get(config, "genpas_truncation", "cut")).strip().lower()
+    truncation = str(config_value(config, "genpas_truncation", "cut")).strip().lower()
     if truncation not in TRUNCATIONS:
         raise ConfigError(
             f"Config key 'genpas_truncation' got {truncation!r}. Fix: one of {', '.join(TRUNCATIONS)}."
@@ -193,9 +186,9 @@ def sampler_spec_from_config(config):
         alpha, beta, gamma = PRESETS[canon]
     else:
         mt = PRESETS["MT"]
-        alpha = parse_exponent(_get(config, "genpas_alpha", mt[0]), "genpas_alpha")
-        beta = parse_exponent(_get(config, "genpas_beta", mt[1]), "genpas_beta")
-        gamma = parse_exponent(_get(config, "genpas_gamma", mt[2]), "genpas_gamma")
+        alpha = parse_exponent(config_value(config, "genpas_alpha", mt[0]), "genpas_alpha")
+        beta = parse_exponent(config_value(config, "genpas_beta", mt[1]), "genpas_beta")
+        gamma = parse_exponent(config_value(config, "genpas_gamma", mt[2]), "genpas_gamma")
     spec = SamplerSpec(canon, alpha, beta, gamma, mode, truncation)
     if mode == "enumerate" and spec.preset() is None:
         raise ConfigError(

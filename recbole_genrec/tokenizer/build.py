@@ -32,6 +32,7 @@ from recbole_genrec.tokenizer.cache import array_digest, digest, load_entry, sav
 from recbole_genrec.tokenizer.collision import add_collision_level, collision_rate
 from recbole_genrec.tokenizer.quality import id_change_rate, tokenizer_quality
 from recbole_genrec.tokenizer.sid_file import load_sid_file, resolve_sid_file
+from recbole_genrec.utils import config_value
 
 CACHE_VERSION = 1
 
@@ -56,18 +57,10 @@ class SemanticIDs:
     meta: dict = field(default_factory=dict)  # what the cache entry stores (build timings, history)
 
 
-def _cfg(config, key, default=None):
-    try:
-        value = config[key]
-    except KeyError:
-        return default
-    return default if value is None else value
-
-
 def rq_params(config):
     """The tokenizer hyperparameters from the config (``rq_*`` without the prefix)."""
-    p = {key: _cfg(config, "rq_" + key) for key in RQVAE_KEYS}
-    p["dead_code_restart"] = bool(_cfg(config, "dead_code_restart", False))
+    p = {key: config_value(config, "rq_" + key) for key in RQVAE_KEYS}
+    p["dead_code_restart"] = bool(config_value(config, "dead_code_restart", False))
     missing = [k for k, v in p.items() if v is None]
     if missing:
         raise ConfigError(
@@ -78,7 +71,7 @@ def rq_params(config):
 
 
 def cache_dir(config):
-    root = _cfg(config, "sid_cache_dir") or os.path.join(_cfg(config, "checkpoint_dir", "saved"), "semantic_ids")
+    root = config_value(config, "sid_cache_dir") or os.path.join(config_value(config, "checkpoint_dir", "saved"), "semantic_ids")
     return os.path.join(root, str(config["dataset"]))
 
 
@@ -94,8 +87,8 @@ def training_item_mask(config, dataset):
     mask = np.zeros(n_items, dtype=bool)
     inter = dataset.inter_feat
     iid = _column(inter, dataset.iid_field)
-    split = (_cfg(config, "eval_args", {}) or {}).get("split") or {}
-    mode = _cfg(config, "sid_train_items", "train")
+    split = (config_value(config, "eval_args", {}) or {}).get("split") or {}
+    mode = config_value(config, "sid_train_items", "train")
     if mode not in ("train", "all"):
         raise ConfigError(f"sid_train_items must be 'train' or 'all', got {mode!r}.")
     uid_field, time_field = dataset.uid_field, dataset.time_field
@@ -150,10 +143,10 @@ def _quality(sids):
 def _from_sid_file(config, dataset):
     t0 = time.time()
     path = resolve_sid_file(config["sid_file"], getattr(dataset, "dataset_path", None))
-    if int(_cfg(config, "sid_num_tokenizers", 1)) > 1:
+    if int(config_value(config, "sid_num_tokenizers", 1)) > 1:
         raise ConfigError("sid_num_tokenizers > 1 needs sid_method: rqvae; a sid_file holds one tokenizer.")
     raw = load_sid_file(path, _item_tokens(config, dataset), dataset.dataset_name)
-    size = int(_cfg(config, "rq_codebook_size", 256))
+    size = int(config_value(config, "rq_codebook_size", 256))
     sizes = [max(int(raw[:, level].max()) + 1, size) for level in range(raw.shape[1])]
     codes, sizes = _finish([raw], sizes, size, dataset.dataset_name, force_level=False)
     sids = SemanticIDs(codes, sizes, [raw], source="sid_file", meta={"sid_file": path})
@@ -167,8 +160,8 @@ def embedding_key(config, dataset):
     from recbole_genrec.tokenizer import text
 
     texts, info = text.item_texts(config, dataset)
-    _, identity = text.resolve_encoder(_cfg(config, "sid_encoder", text.DEFAULT_ENCODER))
-    max_length = int(_cfg(config, "sid_max_text_length", 256))
+    _, identity = text.resolve_encoder(config_value(config, "sid_encoder", text.DEFAULT_ENCODER))
+    max_length = int(config_value(config, "sid_max_text_length", 256))
     key = digest({"v": CACHE_VERSION, "texts": texts, "encoder": identity, "max_length": max_length})
     return key, texts, info, identity
 
@@ -185,15 +178,15 @@ def item_embeddings(config, dataset, show_progress=True, key_info=None):
     entry = load_entry(path, key)
     if entry is not None:
         return entry[0]["embeddings"], key, dict(info, cached=True, path=path)
-    encoder = _cfg(config, "sid_encoder", text.DEFAULT_ENCODER)
-    device = _cfg(config, "device", "cpu")
+    encoder = config_value(config, "sid_encoder", text.DEFAULT_ENCODER)
+    device = config_value(config, "device", "cpu")
     logging.getLogger().info(f"Semantic IDs: encoding {len(texts)} item texts with [{encoder}] on {device}.")
     emb = text.encode_texts(
         texts,
         encoder,
         device=device,
-        batch_size=int(_cfg(config, "sid_encoder_batch_size", 256)),
-        max_length=int(_cfg(config, "sid_max_text_length", 256)),
+        batch_size=int(config_value(config, "sid_encoder_batch_size", 256)),
+        max_length=int(config_value(config, "sid_max_text_length", 256)),
         show_progress=show_progress,
     )
     save_entry(path, {"embeddings": emb}, {"key": key, "encoder": identity, "fields": info["fields"]})
@@ -219,8 +212,8 @@ def build_semantic_ids(config, dataset, show_progress=None):
     """
     logger = logging.getLogger()
     if show_progress is None:
-        show_progress = bool(_cfg(config, "show_progress", True))
-    if _cfg(config, "sid_file"):
+        show_progress = bool(config_value(config, "show_progress", True))
+    if config_value(config, "sid_file"):
         sids = _from_sid_file(config, dataset)
         logger.info(f"Semantic IDs from [{sids.meta['sid_file']}]: codebook sizes {sids.codebook_sizes}.")
         return sids
@@ -231,19 +224,19 @@ def build_semantic_ids(config, dataset, show_progress=None):
     emb_key, text_info = key_info[0], key_info[2]
     timings["item_text"] = time.time() - t0
 
-    method = _cfg(config, "sid_method", "rqvae")
-    n_tok = int(_cfg(config, "sid_num_tokenizers", 1))
-    seed = int(_cfg(config, "seed", 2020))
+    method = config_value(config, "sid_method", "rqvae")
+    n_tok = int(config_value(config, "sid_num_tokenizers", 1))
+    seed = int(config_value(config, "seed", 2020))
     if method == "rqvae":
         params = rq_params(config)
     elif method == "rkmeans":
-        params = {key: _cfg(config, "rq_" + key) for key in RKMEANS_KEYS}
+        params = {key: config_value(config, "rq_" + key) for key in RKMEANS_KEYS}
         if n_tok > 1:
             raise ConfigError("sid_num_tokenizers > 1 needs sid_method: rqvae (checkpoints of one run).")
     else:
         raise ConfigError(f"sid_method must be 'rqvae' or 'rkmeans', got {method!r}.")
     train_mask = training_item_mask(config, dataset)[1:]
-    pca_dim = int(_cfg(config, "sid_pca_dim", -1))
+    pca_dim = int(config_value(config, "sid_pca_dim", -1))
     key = digest(
         {
             "v": CACHE_VERSION,
@@ -277,7 +270,7 @@ def build_semantic_ids(config, dataset, show_progress=None):
             from recbole_genrec.tokenizer.rqvae import train_rqvae
 
             raw, history = train_rqvae(
-                x, train_idx, params, seed=seed, device=_cfg(config, "device", "cpu"), keep_last=n_tok, show_progress=show_progress
+                x, train_idx, params, seed=seed, device=config_value(config, "device", "cpu"), keep_last=n_tok, show_progress=show_progress
             )
         else:
             from recbole_genrec.tokenizer.rkmeans import residual_kmeans
