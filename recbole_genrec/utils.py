@@ -160,12 +160,21 @@ def uses_train_sampler(config):
 
 def data_preparation(config, dataset):
     """RecBole's ``data_preparation``; with ``train_sampler`` set, the training loader draws
-    GenPAS pairs. Validation and test loaders are always exactly RecBole's."""
+    GenPAS pairs; with ``length_bucket_batches > 0`` its batches are length-bucketed
+    (:mod:`recbole_genrec.data.dataloader`). Validation and test loaders are always exactly RecBole's."""
     train_data, valid_data, test_data = recbole.data.data_preparation(config, dataset)
-    if uses_train_sampler(config):
-        from recbole_genrec.data.dataloader import GenPASTrainDataLoader
+    from recbole_genrec.data.dataloader import (
+        GenPASTrainDataLoader,
+        LengthBucketTrainDataLoader,
+        length_bucket_batches,
+    )
 
+    if uses_train_sampler(config):
         train_data = GenPASTrainDataLoader(
             config, train_data._dataset, train_data._sampler, shuffle=True
+        )
+    elif length_bucket_batches(config) > 0:
+        train_data = LengthBucketTrainDataLoader(
+            config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle
         )
     return train_data, valid_data, test_data
