@@ -39,7 +39,7 @@ sys.path.insert(0, ROOT)
 
 from recbole_genrec.config import Config  # noqa: E402
 from recbole_genrec.model.tiger_apao import TIGER_APAO  # noqa: E402
-from recbole_genrec.trainer import TIGER_APAOTrainer  # noqa: E402
+from recbole_genrec.quick_start import prepare_training  # noqa: E402
 from recbole_genrec.utils import create_dataset, data_preparation  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -87,10 +87,7 @@ def train_one(variant, seed, args, dataset):
                          buckets=args.length_bucket_batches, eval_step=args.eval_step)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
-    train, valid, test = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = TIGER_APAO(config, train._dataset)
-    trainer = TIGER_APAOTrainer(config, model)
+    train, valid, test, model, trainer = prepare_training(config, dataset)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     # one epoch: nothing to select, so no validation pass (the CPU goes to training)
     best_score, best_valid = trainer.fit(train, valid if epochs > 1 else None, saved=True)

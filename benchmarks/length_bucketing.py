@@ -24,8 +24,8 @@ sys.path.insert(0, ROOT)
 
 from recbole_genrec.config import Config  # noqa: E402
 from recbole_genrec.model.tiger import TIGER  # noqa: E402
-from recbole_genrec.trainer import TIGERTrainer  # noqa: E402
-from recbole_genrec.utils import create_dataset, data_preparation  # noqa: E402
+from recbole_genrec.quick_start import prepare_training  # noqa: E402
+from recbole_genrec.utils import create_dataset  # noqa: E402
 
 OUT = os.path.join(ROOT, "benchmarks", "results", "length_bucketing_office")
 
@@ -50,10 +50,7 @@ def run(buckets, args, dataset):
     config = make_config(buckets, args)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
-    train, valid, test = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = TIGER(config, train._dataset)
-    trainer = TIGERTrainer(config, model)
+    train, valid, test, model, trainer = prepare_training(config, dataset)
     epoch_wall, epoch_cpu, padded = [], [], []
     plain_train_epoch = trainer._train_epoch
 

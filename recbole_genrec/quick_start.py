@@ -78,6 +78,21 @@ def _share_checkpoint_path(trainer):
     trainer.saved_model_file = path[0]
 
 
+def prepare_training(config, dataset):
+    """Split ``dataset``, then the seeded model and its trainer: ``(train, valid, test, model, trainer)``.
+
+    RecBole's order: the seed is reset after the split so the model's initial weights do not
+    depend on how much randomness the split used. ``dataset`` is consumed (RecBole's
+    ``build()`` mutates it): create one per run.
+    """
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+    trainer = with_time_budget(trainer_class, config["train_time_budget"])(config, model)
+    return train_data, valid_data, test_data, model, trainer
+
+
 def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
     """One process: config → dataset → split → model → fit → test (RecBole's ``run_recbole``)."""
     config = Config(
@@ -94,13 +109,8 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
 
     dataset = create_dataset(config)
     logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    train_data, valid_data, test_data, model, trainer = prepare_training(config, dataset)
     logger.info(model)
-    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
-    trainer = with_time_budget(trainer_class, config["train_time_budget"])(config, model)
     if not config["single_spec"]:
         _share_checkpoint_path(trainer)
 

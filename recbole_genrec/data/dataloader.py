@@ -85,7 +85,33 @@ def length_bucket_batches(config):
     return value
 
 
-class LengthBucketTrainDataLoader(TrainDataLoader):
+class EpochDrawnLoader:
+    """Mixin for a train loader whose epoch is ``self.draw(epoch)``, redrawn at every ``iter()``.
+
+    The draw is deterministic in ``(seed, epoch)``, so :meth:`set_epoch` replays an epoch (e.g.
+    after resuming). ``drawn()`` is the current epoch's draw (drawn lazily if ``collate_fn`` is
+    called before any ``iter()``).
+    """
+
+    epoch = 0
+    _drawn = None
+
+    def set_epoch(self, epoch):
+        """Make the next ``iter()`` draw epoch ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self._drawn = self.draw(self.epoch)
+        self.epoch += 1
+        return super().__iter__()
+
+    def drawn(self):
+        if self._drawn is None:
+            self._drawn = self.draw(self.epoch)
+        return self._drawn
+
+
+class LengthBucketTrainDataLoader(EpochDrawnLoader, TrainDataLoader):
     """RecBole's ``TrainDataLoader`` whose epochs come in length-bucketed batches (module docstring).
 
     Same constructor; the epoch's order is :func:`bucket_order` drawn from the ``(seed, epoch)``
@@ -97,30 +123,17 @@ class LengthBucketTrainDataLoader(TrainDataLoader):
         if self.chunk_batches == 0:
             raise ConfigError("LengthBucketTrainDataLoader needs length_bucket_batches > 0.")
         self.seed = config["seed"] if config["seed"] is not None else 0
-        self.epoch = 0
-        self._order = None
         super().__init__(config, dataset, sampler, shuffle=False)  # the order is ours, not torch's
         self.shuffle = bool(shuffle)
         self._lengths = dataset.inter_feat[config["ITEM_LIST_LENGTH_FIELD"]].numpy()
-
-    def set_epoch(self, epoch):
-        """Make the next ``iter()`` use epoch ``epoch``'s order (e.g. after resuming)."""
-        self.epoch = int(epoch)
 
     def draw(self, epoch):
         if not self.shuffle:
             return np.arange(self.sample_size)
         return bucket_order(self._lengths, self.step, self.chunk_batches, epoch_rng(self.seed, epoch))
 
-    def __iter__(self):
-        self._order = self.draw(self.epoch)
-        self.epoch += 1
-        return super().__iter__()
-
     def collate_fn(self, index):
-        if self._order is None:
-            self._order = self.draw(self.epoch)
-        return super().collate_fn(self._order[np.asarray(index, dtype=np.int64)])
+        return super().collate_fn(self.drawn()[np.asarray(index, dtype=np.int64)])
 
 
 class TrainSequences:
@@ -229,7 +242,7 @@ class TrainSequences:
         return Interaction(data)
 
 
-class GenPASTrainDataLoader(TrainDataLoader):
+class GenPASTrainDataLoader(EpochDrawnLoader, TrainDataLoader):
     """Drop-in ``TrainDataLoader`` whose examples are GenPAS pairs, redrawn every epoch.
 
     Same constructor as :class:`recbole.data.dataloader.TrainDataLoader`. ``len(loader)`` is the
@@ -248,7 +261,6 @@ class GenPASTrainDataLoader(TrainDataLoader):
         seqs = self.sequences.seqs
         self.max_len = self.sequences.max_len
         self.seed = config["seed"] if config["seed"] is not None else 0
-        self.epoch = 0
         self._shuffle_pairs = bool(shuffle)
         if self.spec.mode == "enumerate":
             self.n_pairs = int(enumerate_pairs(seqs, self.spec.preset())[0].size)
@@ -256,7 +268,6 @@ class GenPASTrainDataLoader(TrainDataLoader):
             self.n_pairs = parse_pairs_per_epoch(
                 config["genpas_pairs_per_epoch"], seqs.n_mt_pairs(), seqs.n_pair_users()
             )
-        self._pairs = None
         self._sampler_math = None
         if self.spec.mode == "sample":
             self._sampler_math = GenPASSampler(
@@ -277,10 +288,6 @@ class GenPASTrainDataLoader(TrainDataLoader):
             f"users with pairs={seqs.n_pair_users()}"
         )
 
-    def set_epoch(self, epoch):
-        """Make the next ``iter()`` draw epoch ``epoch`` (e.g. after resuming from a checkpoint)."""
-        self.epoch = int(epoch)
-
     def draw(self, epoch):
         """The ``(rows, t, start)`` pairs of ``epoch`` (deterministic in ``(seed, epoch)``)."""
         rng = epoch_rng(self.seed, epoch)
@@ -294,16 +301,9 @@ class GenPASTrainDataLoader(TrainDataLoader):
             rows, t, start = rows[order], t[order], start[order]
         return rows, t, start
 
-    def __iter__(self):
-        self._pairs = self.draw(self.epoch)
-        self.epoch += 1
-        return super().__iter__()
-
     def collate_fn(self, index):
-        if self._pairs is None:
-            self._pairs = self.draw(self.epoch)
         index = np.asarray(index, dtype=np.int64)
-        rows, t, start = (a[index] for a in self._pairs)
+        rows, t, start = (a[index] for a in self.drawn())
         data = self._dataset.join(self.sequences.build_batch(rows, t, start))
         transformed = self.transform(self._dataset, data)
         return self._neg_sampling(transformed)
