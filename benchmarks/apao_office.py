@@ -196,6 +196,14 @@ def cmd_report(args):
             if variant in base:
                 lines.append(f"- {names[variant]}: " + ", ".join(
                     f"{m} {100 * (base[variant][m] / base['none'][m] - 1):+.1f}%" for m in METRICS))
+        ce = {r["seed"]: r["test"] for r in rows if r["variant"] == "none"}
+        lines += ["", "Paired by seed (a seed fixes the initialisation and the batch order, so the per-seed "
+                  "difference removes the seed's luck): mean ± std over seeds of variant − TIGER (CE):", ""]
+        for variant in ("pointwise", "pairwise"):
+            paired = [r for r in rows if r["variant"] == variant and r["seed"] in ce]
+            if paired:
+                lines.append(f"- {names[variant]} ({len(paired)} seed{'s' if len(paired) > 1 else ''}): " + ", ".join(
+                    f"{m} {_ms([r['test'][m] - ce[r['seed']][m] for r in paired])}" for m in METRICS))
     lines += ["", "Per-seed test metrics:", "", "| model | seed | " + " | ".join(METRICS) + " | best epoch (valid NDCG@10) |", "|" + "---|" * (3 + len(METRICS))]
     for r in sorted(rows, key=lambda r: (VARIANTS.index(r["variant"]), r["seed"])):
         lines.append(f"| {names[r['variant']]} | {r['seed']} | " + " | ".join(f"{r['test'][m]:.4f}" for m in METRICS) + f" | {r['best_valid'].get('ndcg@10', float('nan')):.4f} |")
