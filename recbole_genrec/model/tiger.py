@@ -34,8 +34,8 @@ subclasses reuse :meth:`label_logits` / :meth:`label_log_probs` rather than the 
 CPU preset (``TIGER.CPU_PRESET``, 0.31M params): 2+2 layers, d_model 64, 2 heads x 32,
 d_ff 256. On office (1 torch thread, shared 2-core CPU) the spec model trains at ~35
 samples/s and the preset at ~106 (benchmarks/results/decoding_office*.md); with
-``length_bucket_batches: 50`` (batches of similar history length) the preset runs an office
-epoch in ~41 s, ~945 samples/s (benchmarks/results/length_bucketing_office.md).
+``length_bucket_batches: 50`` (batches of similar history length) an office epoch takes
+41-50 s (4- or 5-token IDs; 2.4x faster, benchmarks/results/length_bucketing_office.md).
 """
 
 import contextlib
