@@ -56,7 +56,8 @@ def run(buckets, args, dataset):
 
     def timed_epoch(train_data, epoch_idx, *a, **k):
         lengths = [int(b["item_length"].max()) * len(b) for b in train_data]  # the epoch's padding
-        train_data.set_epoch(epoch_idx) if hasattr(train_data, "set_epoch") else None
+        if hasattr(train_data, "set_epoch"):  # replay the epoch just counted
+            train_data.set_epoch(epoch_idx)
         padded.append(sum(lengths))
         w, c = time.perf_counter(), time.process_time()
         out = plain_train_epoch(train_data, epoch_idx, *a, **k)

@@ -46,6 +46,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils import set_color
 
 from recbole_genrec.errors import ConfigError
+from recbole_genrec.utils import config_value
 from recbole_genrec.data.genpas import (
     GenPASSampler,
     Sequences,
@@ -78,8 +79,7 @@ def bucket_order(lengths, batch_size, chunk_batches, rng):
 
 def length_bucket_batches(config):
     """``length_bucket_batches`` from the config (0 when absent); a clear error when negative."""
-    value = config["length_bucket_batches"] if "length_bucket_batches" in config else 0
-    value = int(value or 0)
+    value = int(config_value(config, "length_bucket_batches", 0))
     if value < 0:
         raise ConfigError(f"length_bucket_batches must be >= 0 (0 = off), got {value}.")
     return value
