@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/genpas_beauty.py [--ad_test_queries 2000]
 
 Writes benchmarks/results/genpas_beauty.{json,md} and, through the search CLI
-(``python -m recbole_genrec.genpas_search --dataset=beauty
+(``python -m recbole_genrec.analysis.genpas_search --dataset=beauty
 --config_files=properties/dataset/beauty.yaml --genpas_search_out=benchmarks/results``),
 benchmarks/results/genpas_search_beauty.json and genpas_search_beauty_kl.png.
 Needs ../shared/data/beauty (never copied into the repo).
@@ -122,7 +122,7 @@ def main():
         md.append(f"| {name} | {r['A']:.5f} | {r['D']:.6f} | {r['A/D']:.2f} | {PAPER_AD[name]:.2f} |")
     t = search["timings"]
     md += ["", "## The whole search (25 (α,β) KL + A/D on the survivors, 2,000 validation queries)", "",
-           "Command: `python -m recbole_genrec.genpas_search --dataset=beauty "
+           "Command: `python -m recbole_genrec.analysis.genpas_search --dataset=beauty "
            "--config_files=properties/dataset/beauty.yaml --genpas_search_out=benchmarks/results`", "",
            f"- wall time, config + data loading + search + report: **{search_wall:.1f} s** "
            f"({os.cpu_count()} CPU cores, shared with other jobs)",

@@ -59,12 +59,11 @@ def parse_args(argv):
 
 
 def _worker(model, dataset, config_files, config_dict, overrides, result_path):
-    # runs in a fresh (spawned) process: Config reads the --key=value overrides from argv
-    sys.argv = ["compare"] + overrides
+    # runs in a fresh (spawned) process
     from recbole_genrec.quick_start import run_recbole_genrec
 
     try:
-        result = run_recbole_genrec(model, dataset, config_files, config_dict)
+        result = run_recbole_genrec(model, dataset, config_files, config_dict, argv=overrides)
         result = {k: (dict(v) if hasattr(v, "items") else v) for k, v in result.items()}
         result["best_valid_score"] = float(result["best_valid_score"])
     except UserError as err:

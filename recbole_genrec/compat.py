@@ -1,4 +1,4 @@
-"""The shims RecBole 1.2.1 needs on today's torch, in one place (applied on import).
+"""The shims RecBole 1.2.1 needs on today's torch, in one place (:func:`apply`: when a trainer is built).
 
 1. Safe checkpoint loading. torch >= 2.6 loads with ``weights_only=True``; RecBole's trainer
    then fails to reload its own best checkpoint, for two reasons: it saves with
@@ -7,12 +7,17 @@
    content) and allow-list exactly the classes such a checkpoint holds (our ``Config``, which pickles
    without class references, RecBole's enums, ``torch.device`` and numpy float scalars). Safe loading
    stays on: any other global in a checkpoint is still refused by torch.
-2. CPU distributed training. RecBole wraps the model as
+2. CPU distributed training (with 3.). RecBole wraps the model as
    ``DistributedDataParallel(model, device_ids=[local_rank])``, which torch rejects for CPU
    modules; on CPU we pass ``device_ids=None`` (the gloo backend is chosen in ``Config``).
 
+3. Distributed device set-up: RecBole hard-codes ``nccl`` + CUDA; ``Config._init_device``
+   calls :func:`init_distributed_device` instead, which picks gloo and CPU without a GPU.
+
 Nothing else in RecBole is patched (DESIGN.md: no monkey-patching beyond this module).
 """
+
+import os
 
 import numpy as np
 import torch
@@ -20,11 +25,11 @@ from recbole.utils import enum_type, set_color
 
 import recbole.trainer.trainer as _recbole_trainer
 
+from recbole_genrec.errors import ConfigError
 
-def checkpoint_safe_globals():
-    """The non-tensor classes a RecBole checkpoint made by our quick start contains."""
-    from recbole_genrec.config import Config
 
+def checkpoint_safe_globals(config_class):
+    """The non-tensor classes a RecBole checkpoint holds (``config_class``: the type of its config)."""
     enums = [
         getattr(enum_type, name)
         for name in ("ModelType", "InputType", "EvaluatorType", "FeatureType", "FeatureSource", "KGDataLoaderState")
@@ -36,12 +41,12 @@ def checkpoint_safe_globals():
         np.dtype,
         *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)),
     ]
-    return [Config, torch.device, *enums, *numpy_scalars]
+    return [config_class, torch.device, *enums, *numpy_scalars]
 
 
-def allow_recbole_checkpoints():
+def allow_recbole_checkpoints(config_class):
     """Register the allow-list with torch's safe unpickler (idempotent)."""
-    torch.serialization.add_safe_globals(checkpoint_safe_globals())
+    torch.serialization.add_safe_globals(checkpoint_safe_globals(config_class))
 
 
 class _DistributedDataParallel(torch.nn.parallel.DistributedDataParallel):
@@ -72,10 +77,46 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
 
-def apply():
-    allow_recbole_checkpoints()
+def apply(config_class):
+    """Install the shims (idempotent). Called when a trainer is built, never on import.
+
+    ``config_class``: the class of the trainer's config (our ``Config``, which pickles without
+    class references), the one non-RecBole class a checkpoint holds.
+    """
+    allow_recbole_checkpoints(config_class)
     _recbole_trainer.Trainer._save_checkpoint = _save_checkpoint
     _recbole_trainer.DistributedDataParallel = _DistributedDataParallel
 
 
-apply()
+def init_distributed_device(config):
+    """RecBole's distributed device set-up (``Config._init_device``), with gloo and CPU when no GPU is usable.
+
+    RecBole 1.2.1 hard-codes ``nccl`` and CUDA. ``config`` is the final config dict.
+    """
+    gpu_id = config["gpu_id"]
+    gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+    config["gpu_id"] = gpu_id
+    use_cuda = torch.cuda.is_available() and len(gpu_id) > 0
+    if use_cuda:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
+        if len(gpu_id.split(",")) < config["nproc"]:
+            raise ConfigError(
+                f"nproc={config['nproc']} needs as many GPUs, but gpu_id='{gpu_id}'. "
+                "Fix: list one GPU per process in --gpu_id."
+            )
+    torch.distributed.init_process_group(
+        backend="nccl" if use_cuda else "gloo",
+        rank=config["local_rank"] + config["offset"],
+        world_size=config["world_size"],
+        init_method=f"tcp://{config['ip']}:{config['port']}",
+    )
+    if use_cuda:
+        config["device"] = torch.device("cuda", config["local_rank"])
+        torch.cuda.set_device(config["local_rank"])
+    else:
+        config["device"] = torch.device("cpu")
+    config["single_spec"] = False
+    if config["local_rank"] != 0:
+        config["state"] = "error"
+        config["show_progress"] = False
+        config["verbose"] = False

@@ -13,16 +13,16 @@ What it adds to :class:`recbole.config.Config` (and nothing else):
 * Config files are checked (missing file, invalid yaml, not a mapping) with a message naming
   the file; external values whose type contradicts the key's default (``--epochs=abc``)
   raise; keys nobody knows are reported with a warning (RecBole silently ignores them).
-* Distributed mode (``nproc``/``world_size``) uses ``gloo`` on CPU when no GPU is usable;
-  RecBole 1.2.1 hard-codes ``nccl`` + CUDA.
+* Distributed mode (``nproc``/``world_size``) uses ``gloo`` on CPU when no GPU is usable
+  (``compat.init_distributed_device``); RecBole 1.2.1 hard-codes ``nccl`` + CUDA.
 """
 
 import functools
 import glob
 import os
+import sys
 from logging import getLogger
 
-import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.config.configurator import (
@@ -37,19 +37,24 @@ from recbole_genrec.utils import get_model
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
 
-# Keys RecBole sets or reads at run time that have no yaml default.
-_RUNTIME_KEYS = {
-    "model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "offset",
-    "local_rank", "group_offset", "MODEL_TYPE", "device", "single_spec", "eval_type",
-    "data_path", "benchmark_filename", "dataset_save_path", "dataloaders_save_path",
-    "MODEL_INPUT_TYPE", "train_neg_sample_args", "valid_neg_sample_args",
-    "test_neg_sample_args", "neg_sampling", "eval_setting", "additional_feat_suffix",
-    "numerical_features", "discretization", "preload_weight", "alias_of_item_id",
-    "alias_of_user_id", "alias_of_entity_id", "alias_of_relation_id", "threshold",
-    "normalize_field", "normalize_all", "enable_amp", "enable_scaler", "load_col",
-    "unload_col", "unused_col", "rm_dup_inter", "val_interval", "filter_inter_by_user_or_item",
-    "user_inter_num_interval", "item_inter_num_interval", "wandb_project", "shuffle",
-}
+# Keys of the launch itself (the command line's --model/--dataset/--config_files and the
+# distributed-run arguments of RecBole's and our quick start), which no yaml file holds.
+LAUNCH_KEYS = frozenset(
+    ("model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "offset", "group_offset", "local_rank")
+)
+
+
+@functools.lru_cache(maxsize=1)
+def recbole_known_keys():
+    """Every key RecBole documents: its yaml defaults (all of ``recbole/properties``) and argument lists."""
+    import recbole
+
+    root = os.path.join(os.path.dirname(recbole.__file__), "properties")
+    keys = set(general_arguments) | set(training_arguments) | set(evaluation_arguments) | set(dataset_arguments)
+    for path in glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True):
+        data = load_yaml_file(path)
+        keys |= set(data)
+    return frozenset(keys)
 
 
 @functools.lru_cache(maxsize=1)
@@ -119,6 +124,27 @@ class Config(RecBoleConfig):
     # safe loader needs to allow only this class, RecBole's enums and torch.device.
     _CLASS_REFERENCES = ("model_class", "yaml_loader")
 
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, argv=None):
+        """RecBole's arguments, plus ``argv``: the ``--key=value`` list to read (default ``sys.argv[1:]``)."""
+        self._argv = list(sys.argv[1:] if argv is None else argv)
+        super().__init__(model, dataset, config_file_list, config_dict)
+        self._report_unknown_keys()
+
+    def _load_cmd_line(self):
+        """RecBole's command-line parsing, of ``self._argv`` (never of the process's ``sys.argv``)."""
+        values, ignored = {}, []
+        for arg in self._argv:
+            name, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+            if not sep or not name or "=" in value:
+                ignored.append(arg)
+            elif values.get(name, value) != value:
+                raise ConfigError(f"--{name} is given twice with different values ({values[name]!r}, {value!r}).")
+            else:
+                values[name] = value
+        if ignored:
+            getLogger().warning(f"command line args [{' '.join(ignored)}] will not be used in RecBole")
+        return self._convert_config_dict(values)
+
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k not in self._CLASS_REFERENCES}
 
@@ -173,14 +199,11 @@ class Config(RecBoleConfig):
             for key, value in values.items():
                 if key in self.internal_config_dict:
                     check_value_type(key, self.internal_config_dict[key], value, source)
-        known = (
-            set(self.internal_config_dict)
-            | set(general_arguments)
-            | set(training_arguments)
-            | set(evaluation_arguments)
-            | set(dataset_arguments)
-            | _RUNTIME_KEYS
-        )
+
+    def _report_unknown_keys(self):
+        """Warn about external keys nobody reads: not RecBole's, not ours, not set by RecBole at run time."""
+        set_by_recbole = set(self.final_config_dict) - set(self.external_config_dict)
+        known = set(self.internal_config_dict) | recbole_known_keys() | set_by_recbole | LAUNCH_KEYS
         unknown = sorted(k for k in self.external_config_dict if k not in known)
         if unknown:
             getLogger().warning(
@@ -201,35 +224,9 @@ class Config(RecBoleConfig):
         return config
 
     def _init_device(self):
-        """RecBole's device set-up, except that distributed runs fall back to gloo on CPU."""
-        config = self.final_config_dict
-        if "local_rank" not in config:
+        """RecBole's device set-up; distributed runs go through :func:`compat.init_distributed_device` (gloo on CPU)."""
+        if "local_rank" not in self.final_config_dict:
             return super()._init_device()
-        gpu_id = config["gpu_id"]
-        gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
-        config["gpu_id"] = gpu_id
-        use_cuda = torch.cuda.is_available() and len(gpu_id) > 0
-        if use_cuda:
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
-            if len(gpu_id.split(",")) < config["nproc"]:
-                raise ConfigError(
-                    f"nproc={config['nproc']} needs as many GPUs, but gpu_id='{gpu_id}'. "
-                    "Fix: list one GPU per process in --gpu_id."
-                )
-        rank = config["local_rank"] + config["offset"]
-        torch.distributed.init_process_group(
-            backend="nccl" if use_cuda else "gloo",
-            rank=rank,
-            world_size=config["world_size"],
-            init_method=f"tcp://{config['ip']}:{config['port']}",
-        )
-        if use_cuda:
-            config["device"] = torch.device("cuda", config["local_rank"])
-            torch.cuda.set_device(config["local_rank"])
-        else:
-            config["device"] = torch.device("cpu")
-        config["single_spec"] = False
-        if config["local_rank"] != 0:
-            config["state"] = "error"
-            config["show_progress"] = False
-            config["verbose"] = False
+        from recbole_genrec.compat import init_distributed_device
+
+        init_distributed_device(self.final_config_dict)

@@ -17,10 +17,9 @@ from logging import getLogger
 import torch.distributed as dist
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
-import recbole_genrec  # noqa: F401  (applies compat shims)
 from recbole_genrec.config import Config
-from recbole_genrec.trainer.budget import with_time_budget
-from recbole_genrec.utils import create_dataset, data_preparation, get_model, get_trainer
+from recbole_genrec.trainer import trainer_class
+from recbole_genrec.utils import create_dataset, data_preparation, get_model
 
 
 def peak_rss_mb():
@@ -39,13 +38,16 @@ def run_recbole_genrec(
     ip="localhost",
     port="5678",
     group_offset=0,
+    argv=None,
 ):
     """Train ``model`` on ``dataset`` and evaluate it on the test split (RecBole's ``run``).
 
-    ``nproc``/``world_size`` > 1 runs RecBole's distributed mode (DDP; gloo on CPU).
+    ``nproc``/``world_size`` > 1 runs RecBole's distributed mode (DDP; gloo on CPU). ``argv``:
+    the ``--key=value`` overrides to read (default: this process's command line, as RecBole).
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     if nproc == 1 and world_size <= 0:
-        return run_single(model, dataset, config_file_list, config_dict, saved)
+        return run_single(model, dataset, config_file_list, config_dict, saved, argv)
     import torch.multiprocessing as mp
 
     world_size = nproc if world_size == -1 else world_size
@@ -56,7 +58,7 @@ def run_recbole_genrec(
     )
     mp.spawn(
         _run_rank,
-        args=(model, dataset, config_file_list, config_dict, saved, queue, sys.argv),
+        args=(model, dataset, config_file_list, config_dict, saved, queue, argv),
         nprocs=nproc,
         join=True,
     )
@@ -64,9 +66,8 @@ def run_recbole_genrec(
 
 
 def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, queue, argv):
-    sys.argv = argv  # spawned processes must see the same --key=value overrides
     config_dict = dict(config_dict, local_rank=rank)
-    result = run_single(model, dataset, config_file_list, config_dict, saved)
+    result = run_single(model, dataset, config_file_list, config_dict, saved, argv)
     if rank == 0:
         queue.put(result)
 
@@ -88,15 +89,14 @@ def prepare_training(config, dataset):
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
-    trainer = with_time_budget(trainer_class, config["train_time_budget"])(config, model)
+    trainer = trainer_class(config)(config, model)
     return train_data, valid_data, test_data, model, trainer
 
 
-def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, argv=None):
     """One process: config → dataset → split → model → fit → test (RecBole's ``run_recbole``)."""
     config = Config(
-        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
+        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, argv=argv
     )
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's ensure_dir (exists-then-makedirs) races between DDP ranks: create them first
@@ -104,7 +104,7 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
     init_logger(config)
     logger = getLogger()
-    logger.info(sys.argv)
+    logger.info(config._argv)
     logger.info(config)
 
     dataset = create_dataset(config)
@@ -145,5 +145,5 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         "test_seconds": test_seconds,
         "peak_rss_mb": peak_rss_mb(),
         "num_params": sum(p.numel() for p in model.parameters()),
-        "epochs_run": getattr(trainer, "epochs_run", None),
+        "epochs_run": trainer.epochs_run,
     }

@@ -5,8 +5,8 @@ Conventions instead of registries (as in RecBole and RecBole-GNN):
 * model ``Foo`` lives in ``recbole_genrec/model/foo.py`` (class ``Foo``), its defaults in
   ``recbole_genrec/properties/model/Foo.yaml``;
 * a model class with ``needs_semantic_ids = True`` gets a ``SemanticIDDataset``;
-* a trainer ``FooTrainer`` exported by ``recbole_genrec.trainer`` is used for model ``Foo``,
-  else RecBole's trainer for the model's type;
+* every model trains with RecBole's trainer for it plus our hook points
+  (:func:`recbole_genrec.trainer.trainer_class`); a model's extras are hooks it declares;
 * ``train_sampler`` (GenPAS, see ``properties/genpas.yaml``) swaps only the training loader.
 """
 
@@ -115,22 +115,6 @@ def get_model(model_name):
     raise _unknown_model_error(model_name)
 
 
-def config_value(config, key, default=None):
-    """``config[key]``, or ``default`` when the key is missing or None (RecBole Config or dict)."""
-    try:
-        value = config[key]
-    except KeyError:
-        return default
-    return default if value is None else value
-
-
-def get_trainer(model_type, model_name):
-    """``recbole_genrec.trainer.<Model>Trainer`` if exported, else RecBole's choice."""
-    trainers = importlib.import_module("recbole_genrec.trainer")
-    trainer = getattr(trainers, f"{model_name}Trainer", None)
-    return trainer if trainer is not None else recbole.utils.get_trainer(model_type, model_name)
-
-
 def create_dataset(config):
     """RecBole's ``create_dataset``, except that semantic-ID models get ``SemanticIDDataset``.
 
@@ -154,7 +138,7 @@ def create_dataset(config):
 
 def uses_train_sampler(config):
     """True when ``train_sampler`` asks for GenPAS pairs instead of RecBole's augmentation."""
-    sampler = config["train_sampler"] if "train_sampler" in config else None
+    sampler = config["train_sampler"]
     return sampler is not None and str(sampler).lower() != "default"
 
 

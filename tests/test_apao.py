@@ -15,8 +15,8 @@ from recbole_genrec.config import Config
 from recbole_genrec.model import apao_losses as AL
 from recbole_genrec.model.tiger import TIGER
 from recbole_genrec.model.tiger_apao import TIGER_APAO
-from recbole_genrec.trainer import TIGER_APAOTrainer, TIGERTrainer
-from recbole_genrec.utils import get_model, get_trainer
+from recbole_genrec.trainer import GenRecTrainer
+from recbole_genrec.utils import get_model
 
 MODEL_DIR = os.path.join(os.path.dirname(__file__), "..", "recbole_genrec", "properties", "model")
 
@@ -37,9 +37,8 @@ def loss_and_grads(model, batch, seed=7):
 # ------------------------------------------------------------------ registration, yaml
 
 
-def test_registered_with_trainer_and_yaml_on_top_of_tiger_defaults(tmp_path):
+def test_registered_with_yaml_on_top_of_tiger_defaults(tmp_path):
     assert get_model("TIGER_APAO") is TIGER_APAO and issubclass(TIGER_APAO, TIGER)
-    assert get_trainer(None, "TIGER_APAO") is TIGER_APAOTrainer
     with open(os.path.join(MODEL_DIR, "TIGER_APAO.yaml")) as f:
         text = f.read()
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
@@ -266,7 +265,7 @@ def test_negatives_uniform_reproducible_and_redrawn_each_epoch(tiny_data, tmp_pa
 @pytest.mark.parametrize("variant", ["pointwise", "pairwise"])
 def test_one_epoch_trains_and_evaluates_with_diagnostics(tiny_data, tmp_path, variant):
     config, model, (train, valid, test) = build(tiny_data, tmp_path, apao_loss=variant, apao_neg_k=20, epochs=2)
-    trainer = TIGER_APAOTrainer(config, model)
+    trainer = GenRecTrainer(config, model)
     trainer.fit(train, valid, saved=True)
     result = trainer.evaluate(test, load_best_model=True)
     assert {"recall@5", "recall@10", "ndcg@5", "ndcg@10"} <= set(result)
@@ -304,9 +303,9 @@ def test_prefix_survival_matches_beam_contents(tiny_data, tmp_path):
 
 def test_none_trains_to_tiger_metrics(tiny_data, tmp_path):
     runs = []
-    for cls, trainer_cls, kw in ((TIGER, TIGERTrainer, {}), (TIGER_APAO, TIGER_APAOTrainer, {"apao_loss": "none"})):
+    for cls, kw in ((TIGER, {}), (TIGER_APAO, {"apao_loss": "none"})):
         config, model, (train, valid, test) = build(tiny_data, tmp_path / cls.__name__, cls, **kw)
-        trainer = trainer_cls(config, model)
+        trainer = GenRecTrainer(config, model)
         trainer.fit(train, valid, saved=False)
         result = trainer.evaluate(test, load_best_model=False)
         runs.append(({k: v for k, v in result.items() if "survival" not in k}, model.state_dict()))

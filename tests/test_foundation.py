@@ -12,7 +12,7 @@ from conftest import tiny_config, write_tiny_dataset
 from recbole_genrec.config import Config, check_value_type, load_yaml_file
 from recbole_genrec.errors import ConfigError, DatasetNotFoundError, UnknownModelError, UserError
 from recbole_genrec.quick_start import run_recbole_genrec
-from recbole_genrec.utils import create_dataset, get_model, get_trainer
+from recbole_genrec.utils import create_dataset, get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,11 +49,18 @@ def test_model_name_with_wrong_case_gets_a_hint():
         get_model("sasrec")
 
 
-def test_trainer_falls_back_to_recbole():
-    from recbole.trainer import Trainer
-    from recbole.utils import ModelType
+def test_recbole_models_get_recbole_trainers_with_hook_points(tiny_data, tmp_path):
+    from recbole.trainer import KGTrainer, Trainer
 
-    assert get_trainer(ModelType.SEQUENTIAL, "SASRec") is Trainer
+    from recbole_genrec.trainer import GenRecTrainer, trainer_class
+    from recbole_genrec.trainer.trainer import HookPoints
+
+    config = Config(model="SASRec", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path))
+    assert trainer_class(config) is GenRecTrainer and GenRecTrainer.__bases__ == (HookPoints, Trainer)
+    config = Config(model="TIGER", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path))
+    assert trainer_class(config) is GenRecTrainer
+    config = Config(model="CKE", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path))
+    assert trainer_class(config).__bases__ == (HookPoints, KGTrainer)
 
 
 # --- Config checks ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
+from recbole_genrec.defaults import package_defaults
 from recbole_genrec.data.genpas import (
     INF,
     PRESETS,
@@ -28,6 +29,8 @@ from recbole_genrec.data.genpas import (
 
 # lengths 1 (no pair), 2, 3, 5, 5 (a tie for the longest), items distinct per position
 TOY = Sequences.from_lists([[9], [1, 2], [3, 4, 5], [6, 7, 8, 1, 2], [3, 5, 7, 9, 2]])
+
+GENPAS_DEFAULTS = package_defaults("genpas")  # a plain-dict config with genpas.yaml's defaults
 
 
 def brute_force_probs(lengths, alpha, beta, gamma):
@@ -78,15 +81,15 @@ def test_parse_exponent_rejects_bad_values_naming_the_key(bad):
 def test_presets_are_the_paper_triples():
     assert PRESETS == {"LT": (0, INF, -INF), "MT": (1, 0, -INF), "SW": (2, 1, 0)}
     for name, triple in PRESETS.items():
-        spec = sampler_spec_from_config({"train_sampler": name, "genpas_alpha": 7})
+        spec = sampler_spec_from_config({**GENPAS_DEFAULTS, "train_sampler": name, "genpas_alpha": 7})
         assert spec.theta == triple and spec.name == name and spec.preset() == name
-    assert sampler_spec_from_config({"train_sampler": "default"}) is None
-    assert sampler_spec_from_config({"train_sampler": None}) is None
-    assert sampler_spec_from_config({}) is None
+    assert sampler_spec_from_config({**GENPAS_DEFAULTS, "train_sampler": "default"}) is None
+    assert sampler_spec_from_config({**GENPAS_DEFAULTS, "train_sampler": None}) is None
+    assert sampler_spec_from_config({**GENPAS_DEFAULTS}) is None
     # genpas with unset exponents is MT; explicit ones are parsed (strings too)
-    assert sampler_spec_from_config({"train_sampler": "genpas"}).theta == PRESETS["MT"]
+    assert sampler_spec_from_config({**GENPAS_DEFAULTS, "train_sampler": "genpas"}).theta == PRESETS["MT"]
     spec = sampler_spec_from_config(
-        {"train_sampler": "genpas", "genpas_alpha": "-1", "genpas_beta": "inf", "genpas_gamma": 0.5}
+        {**GENPAS_DEFAULTS, "train_sampler": "genpas", "genpas_alpha": "-1", "genpas_beta": "inf", "genpas_gamma": 0.5}
     )
     assert spec.theta == (-1.0, INF, 0.5)
 
@@ -105,7 +108,7 @@ def test_presets_are_the_paper_triples():
 )
 def test_bad_sampler_config_raises_naming_the_key(config, key):
     with pytest.raises(ValueError, match=key):
-        sampler_spec_from_config(config)
+        sampler_spec_from_config({**GENPAS_DEFAULTS, **config})
 
 
 def test_pairs_per_epoch():
@@ -203,7 +206,7 @@ def test_infinite_exponents_pick_argmax_argmin_with_tie_splitting():
 
 
 def test_sampling_is_deterministic_in_seed_and_epoch():
-    spec = sampler_spec_from_config({"train_sampler": "SW"})
+    spec = sampler_spec_from_config({**GENPAS_DEFAULTS, "train_sampler": "SW"})
     a = draw_epoch_pairs(TOY, spec, 3, 50, epoch_rng(2024, 0))
     b = draw_epoch_pairs(TOY, spec, 3, 50, epoch_rng(2024, 0))
     c = draw_epoch_pairs(TOY, spec, 3, 50, epoch_rng(2024, 1))

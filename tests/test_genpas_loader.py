@@ -12,7 +12,8 @@ from recbole.utils import init_seed
 
 from recbole_genrec.config import Config
 from recbole_genrec.data.dataloader import GenPASTrainDataLoader, TrainSequences
-from recbole_genrec.utils import create_dataset, data_preparation, get_model, get_trainer
+from recbole_genrec.trainer import trainer_class
+from recbole_genrec.utils import create_dataset, data_preparation, get_model
 
 
 @pytest.fixture(autouse=True)
@@ -159,7 +160,7 @@ def test_genpas_without_sequential_data_is_a_clear_error(tiny_data, tmp_path):
 def _train_one_epoch(config, dataset, train, valid, test):
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = trainer_class(config)(config, model)
     best, _ = trainer.fit(train, valid, saved=False, show_progress=False)
     result = trainer.evaluate(test, load_best_model=False, show_progress=False)
     return best, result

@@ -122,7 +122,7 @@ def test_alignment_discrimination_matches_the_definition(max_len):
         lists[k, : len(x)] = x
     qs = (lists, np.array([len(x) for x, _ in queries]), np.array([y for _, y in queries]))
     thetas = [MT, (0.0, INF, -INF), (2.0, 1.0, 0.0), (-1.0, 2.0, 1.0)]
-    got, n_used = alignment_discrimination(SEQS, thetas, qs, 10, max_len, workers=1)
+    got, n_used = alignment_discrimination(SEQS, thetas, qs, 10, max_len, seed=0, workers=1)
     assert n_used == 4
     for theta in thetas:
         a, d, cov = brute_force_ad(theta, queries, max_len)
@@ -130,10 +130,10 @@ def test_alignment_discrimination_matches_the_definition(max_len):
         assert got[theta][1] == pytest.approx(d, rel=1e-9)
         assert got[theta][2] == pytest.approx(cov)
     # sampled mode (window set above genpas_ad_max_pairs) approximates the exact values
-    approx, _ = alignment_discrimination(SEQS, [MT], qs, 10, max_len, max_pairs=1, sample_pairs=50000, workers=1)
+    approx, _ = alignment_discrimination(SEQS, [MT], qs, 10, max_len, seed=0, max_pairs=1, sample_pairs=50000, workers=1)
     # a comparison budget subsamples the queries (seeded), and says how many it used
-    few, n_few = alignment_discrimination(SEQS, thetas, qs, 10, max_len, workers=1, max_compared=3)
-    again, _ = alignment_discrimination(SEQS, thetas, qs, 10, max_len, workers=1, max_compared=3)
+    few, n_few = alignment_discrimination(SEQS, thetas, qs, 10, max_len, seed=0, workers=1, max_compared=3)
+    again, _ = alignment_discrimination(SEQS, thetas, qs, 10, max_len, seed=0, workers=1, max_compared=3)
     assert 1 <= n_few < 4 and repr(few) == repr(again)  # deterministic (repr: NaN-safe)
     assert approx[MT][0] == pytest.approx(got[MT][0], abs=0.02)
     assert approx[MT][1] == pytest.approx(got[MT][1], abs=0.02)
@@ -159,7 +159,7 @@ def test_run_search_is_deterministic_and_returns_only_kl_survivors():
 def test_cli_on_the_tiny_dataset_writes_json_and_heatmap(tiny_data, tmp_path, monkeypatch, capsys):
     import yaml
 
-    from recbole_genrec import genpas_search
+    from recbole_genrec.analysis import genpas_search
 
     cfg = tiny_config(tiny_data, tmp_path)
     cfg["genpas_search_out"] = str(tmp_path / "out")

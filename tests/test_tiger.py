@@ -14,7 +14,7 @@ from recbole.utils import init_seed
 
 from recbole_genrec.config import Config
 from recbole_genrec.model.tiger import TIGER
-from recbole_genrec.trainer import TIGERTrainer
+from recbole_genrec.trainer import GenRecTrainer
 
 SMALL = {"n_layers": 1, "d_model": 32, "d_ff": 64, "n_heads": 2, "d_kv": 16}
 YAML = os.path.join(os.path.dirname(__file__), "..", "recbole_genrec", "properties", "model", "TIGER.yaml")
@@ -152,7 +152,7 @@ def test_beam_to_scores_toy():
 
 def test_full_sort_ranking_and_metrics_match_hand_computation(tiny_data, tmp_path):
     config, model, (train, _, test) = build(tiny_data, tmp_path)
-    trainer = TIGERTrainer(config, model)
+    trainer = GenRecTrainer(config, model)
     result = trainer.evaluate(test, load_best_model=False)
     hits = {k: [] for k in (5, 10)}
     ndcg = {k: [] for k in (5, 10)}
@@ -176,7 +176,7 @@ def test_full_sort_ranking_and_metrics_match_hand_computation(tiny_data, tmp_pat
 
 def test_unconstrained_mode_reports_invalid_ids(tiny_data, tmp_path):
     config, model, (_, _, test) = build(tiny_data, tmp_path, decoding="unconstrained")
-    trainer = TIGERTrainer(config, model)
+    trainer = GenRecTrainer(config, model)
     result = trainer.evaluate(test, load_best_model=False)
     stats = trainer.last_decode_stats
     assert stats["users"] == 40 and stats["beams"] == 40 * 20
@@ -204,7 +204,7 @@ def test_missing_semantic_ids_is_a_clear_error(tiny_data, tmp_path):
 
 def fit_and_test(tiny_data, tmp_path):
     config, model, (train, valid, test) = build(tiny_data, tmp_path)
-    trainer = TIGERTrainer(config, model)
+    trainer = GenRecTrainer(config, model)
     trainer.fit(train, valid, saved=True)
     valid_stats = trainer.last_decode_stats
     result = trainer.evaluate(test, load_best_model=True)
@@ -222,7 +222,7 @@ def test_one_epoch_train_eval_checkpoint_reload_and_seed_reproducibility(tiny_da
     # a fresh model + trainer reloads the checkpoint and reproduces the test metrics
     init_seed(123, True)
     fresh = TIGER(config, train._dataset)
-    again = TIGERTrainer(config, fresh).evaluate(test, load_best_model=True, model_file=trainer.saved_model_file)
+    again = GenRecTrainer(config, fresh).evaluate(test, load_best_model=True, model_file=trainer.saved_model_file)
     assert again == result
 
     # the same seed twice gives identical metrics on CPU
@@ -231,11 +231,10 @@ def test_one_epoch_train_eval_checkpoint_reload_and_seed_reproducibility(tiny_da
 
 
 def test_quick_start_end_to_end_with_semantic_id_dataset(tiny_data, tmp_path):
-    """run_recbole_genrec -> SemanticIDDataset (sid_file, no encoder) -> TIGER -> TIGERTrainer -> test metrics."""
+    """run_recbole_genrec -> SemanticIDDataset (sid_file, no encoder) -> TIGER -> GenRecTrainer -> test metrics."""
     import json
 
     from recbole_genrec.quick_start import run_recbole_genrec
-    from recbole_genrec.utils import get_trainer
 
     sid_path = os.path.join(tiny_data, "tiny", "tiny.sid-test.json")
     with open(sid_path, "w") as f:
@@ -243,4 +242,3 @@ def test_quick_start_end_to_end_with_semantic_id_dataset(tiny_data, tmp_path):
     keys = {**SMALL, "beam_size": 20, "valid_beam_size": 10, "warmup_steps": 2, "sid_file": sid_path}
     out = run_recbole_genrec(model="TIGER", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path, **keys))
     assert set(out["test_result"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
-    assert get_trainer(None, "TIGER") is TIGERTrainer

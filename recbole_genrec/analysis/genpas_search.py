@@ -22,6 +22,16 @@ they are computed once and every theta is two sparse matrix-vector products. Whe
 than ``genpas_ad_max_pairs`` distinct inputs, ``genpas_ad_sample_pairs`` pairs are drawn from
 each theta instead (Monte Carlo weights). A and D are pluggable (``ad_fn`` of :func:`run_search`).
 
+Command line (the dataset is loaded exactly as training would load it: same config files, filters
+and split; other ``--key=value`` pairs are config overrides)::
+
+    python -m recbole_genrec.analysis.genpas_search --dataset=beauty \
+        --config_files=properties/dataset/beauty.yaml [--genpas_top_k=5 --genpas_ad_queries=2000 ...]
+
+prints the KL table and the ranked candidates, writes ``genpas_search_<dataset>.json`` and
+``genpas_search_<dataset>_kl.png`` to ``genpas_search_out`` and prints the
+``--train_sampler=genpas ...`` flags of the top-k.
+
 Ranking (paper): ``rank_A`` by A descending, ``rank_D`` by D ascending (ties share the smallest
 rank), ``score = max(rank_A, rank_D)``, lower is better; ties broken by A/D (higher first), then
 KL (lower first), then grid order. The top ``genpas_top_k`` (default 5) are returned; train each
@@ -40,6 +50,7 @@ from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cpdist
 from scipy.stats import rankdata
 
+from recbole_genrec.defaults import package_defaults
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.data.genpas import (
     INF,
@@ -52,11 +63,9 @@ from recbole_genrec.data.genpas import (
 )
 
 MT = PRESETS["MT"]
-DEFAULT_GRID = {
-    "alpha": [-2.0, -1.0, 0.0, 1.0, 2.0],
-    "beta": [-1.0, 0.0, 1.0, 2.0, INF],
-    "gamma": [-INF, -1.0, 0.0, 1.0],
-}
+# the search's defaults are genpas.yaml's (the one place they live)
+DEFAULTS = package_defaults("genpas")
+DEFAULT_GRID = {name: DEFAULTS[f"genpas_grid_{name}"] for name in ("alpha", "beta", "gamma")}
 
 
 def _char_base(n_items):
@@ -278,8 +287,9 @@ def _fit_queries(sim, queries, max_compared, seed):
     return q_lists[keep], q_lengths[keep], q_targets[keep]
 
 
-def alignment_discrimination(seqs, thetas, queries, n_items, max_len, truncation="cut", max_pairs=2_000_000,
-                             sample_pairs=200_000, seed=0, workers=-1, max_compared=100_000_000):
+def alignment_discrimination(seqs, thetas, queries, n_items, max_len, seed, truncation=DEFAULTS["genpas_truncation"],
+                             max_pairs=DEFAULTS["genpas_ad_max_pairs"], sample_pairs=DEFAULTS["genpas_ad_sample_pairs"],
+                             workers=-1, max_compared=DEFAULTS["genpas_ad_max_compared"]):
     """``({theta: (A, D, coverage)}, n_queries_used)`` for every theta.
 
     Exact weights over every distinct truncated input, or ``sample_pairs`` pairs drawn from each
@@ -377,9 +387,11 @@ def theta_name(theta):
     return ""
 
 
-def run_search(seqs, valid, n_items, max_len, test_targets=None, grid=None, kl_keep="mt", include_mt=True,
-               top_k=5, n_queries=2000, max_pairs=2_000_000, sample_pairs=200_000, truncation="cut", seed=2020,
-               workers=-1, ad_fn=None, max_compared=100_000_000):
+def run_search(seqs, valid, n_items, max_len, seed, test_targets=None, grid=None, kl_keep=DEFAULTS["genpas_kl_keep"],
+               include_mt=DEFAULTS["genpas_kl_include_mt"], top_k=DEFAULTS["genpas_top_k"],
+               n_queries=DEFAULTS["genpas_ad_queries"], max_pairs=DEFAULTS["genpas_ad_max_pairs"],
+               sample_pairs=DEFAULTS["genpas_ad_sample_pairs"], truncation=DEFAULTS["genpas_truncation"],
+               workers=-1, ad_fn=None, max_compared=DEFAULTS["genpas_ad_max_compared"]):
     """The whole search on rebuilt training parts ``seqs`` and validation pairs ``valid``.
 
     Args:
@@ -409,7 +421,7 @@ def run_search(seqs, valid, n_items, max_len, test_targets=None, grid=None, kl_k
     t1 = time.perf_counter()
     queries = sample_queries(*valid, n_queries, seed)
     ad, n_used = (ad_fn or alignment_discrimination)(
-        seqs, candidates, queries, n_items, max_len, truncation, max_pairs, sample_pairs, seed, workers,
+        seqs, candidates, queries, n_items, max_len, seed, truncation, max_pairs, sample_pairs, workers,
         max_compared,
     )
     timings["ad_s"] = time.perf_counter() - t1
@@ -555,28 +567,55 @@ def search_from_config(config, write=True):
     seqs, valid, test_targets, n_items, max_len = search_inputs_from_datasets(train_ds, valid_ds, test_ds)
     t_load = time.perf_counter() - t0
 
-    def key(name, default):
-        return config[name] if name in config and config[name] is not None else default
-
     result = run_search(
-        seqs, valid, n_items, max_len, test_targets,
-        grid={n: key(f"genpas_grid_{n}", DEFAULT_GRID[n]) for n in ("alpha", "beta", "gamma")},
-        kl_keep=key("genpas_kl_keep", "mt"),
-        include_mt=bool(key("genpas_kl_include_mt", True)),
-        top_k=int(key("genpas_top_k", 5)),
-        n_queries=int(key("genpas_ad_queries", 2000)),
-        max_pairs=int(key("genpas_ad_max_pairs", 2_000_000)),
-        sample_pairs=int(key("genpas_ad_sample_pairs", 200_000)),
-        max_compared=int(key("genpas_ad_max_compared", 100_000_000)),
-        truncation=str(key("genpas_truncation", "cut")),
-        seed=int(key("seed", 2020)),
+        seqs, valid, n_items, max_len, config["seed"], test_targets,
+        grid={n: config[f"genpas_grid_{n}"] for n in ("alpha", "beta", "gamma")},
+        kl_keep=config["genpas_kl_keep"],
+        include_mt=bool(config["genpas_kl_include_mt"]),
+        top_k=int(config["genpas_top_k"]),
+        n_queries=int(config["genpas_ad_queries"]),
+        max_pairs=int(config["genpas_ad_max_pairs"]),
+        sample_pairs=int(config["genpas_ad_sample_pairs"]),
+        max_compared=int(config["genpas_ad_max_compared"]),
+        truncation=str(config["genpas_truncation"]),
         workers=-1,
     )
     result["dataset"] = config["dataset"]
     result["timings"]["load_s"] = t_load
     result["timings"]["with_loading_s"] = time.perf_counter() - t0
     if write:
-        out_dir = key("genpas_search_out", None) or os.path.join(config["checkpoint_dir"], "genpas_search")
+        out_dir = config["genpas_search_out"] or os.path.join(config["checkpoint_dir"], "genpas_search")
         result["outputs"] = list(write_outputs(result, out_dir, f"genpas_search_{config['dataset']}"))
         logger.info(f"GenPAS search written to {result['outputs'][0]} and {result['outputs'][1]}")
     return result
+
+
+def main(argv=None):
+    import argparse
+    import sys
+
+    from recbole_genrec.config import Config
+
+    parser = argparse.ArgumentParser(prog="python -m recbole_genrec.analysis.genpas_search")
+    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
+    parser.add_argument("--model", "-m", type=str, default="SASRec",
+                        help="sequential model whose config/MAX_ITEM_LIST_LENGTH to use (no training)")
+    parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml files")
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    files = args.config_files.strip().split(" ") if args.config_files else None
+    config = Config(model=args.model, dataset=args.dataset, config_file_list=files, argv=rest)
+    result = search_from_config(config)
+    print(format_table(result))
+    print(f"JSON: {result['outputs'][0]}\nKL heat map: {result['outputs'][1]}")
+    return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    from recbole_genrec.errors import UserError
+
+    try:
+        main()
+    except (UserError, ValueError) as err:  # a mistake in the command or the files: no traceback
+        sys.exit(f"error: {err}")

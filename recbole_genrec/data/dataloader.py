@@ -46,7 +46,6 @@ from recbole.data.interaction import Interaction
 from recbole.utils import set_color
 
 from recbole_genrec.errors import ConfigError
-from recbole_genrec.utils import config_value
 from recbole_genrec.data.genpas import (
     GenPASSampler,
     Sequences,
@@ -78,8 +77,8 @@ def bucket_order(lengths, batch_size, chunk_batches, rng):
 
 
 def length_bucket_batches(config):
-    """``length_bucket_batches`` from the config (0 when absent); a clear error when negative."""
-    value = int(config_value(config, "length_bucket_batches", 0))
+    """``length_bucket_batches`` from the config; a clear error when negative."""
+    value = int(config["length_bucket_batches"])
     if value < 0:
         raise ConfigError(f"length_bucket_batches must be >= 0 (0 = off), got {value}.")
     return value
@@ -122,7 +121,7 @@ class LengthBucketTrainDataLoader(EpochDrawnLoader, TrainDataLoader):
         self.chunk_batches = length_bucket_batches(config)
         if self.chunk_batches == 0:
             raise ConfigError("LengthBucketTrainDataLoader needs length_bucket_batches > 0.")
-        self.seed = config["seed"] if config["seed"] is not None else 0
+        self.seed = config["seed"]
         super().__init__(config, dataset, sampler, shuffle=False)  # the order is ours, not torch's
         self.shuffle = bool(shuffle)
         self._lengths = dataset.inter_feat[config["ITEM_LIST_LENGTH_FIELD"]].numpy()
@@ -260,7 +259,7 @@ class GenPASTrainDataLoader(EpochDrawnLoader, TrainDataLoader):
         self.sequences = TrainSequences(dataset)
         seqs = self.sequences.seqs
         self.max_len = self.sequences.max_len
-        self.seed = config["seed"] if config["seed"] is not None else 0
+        self.seed = config["seed"]
         self._shuffle_pairs = bool(shuffle)
         if self.spec.mode == "enumerate":
             self.n_pairs = int(enumerate_pairs(seqs, self.spec.preset())[0].size)

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from recbole_genrec.errors import ConfigError
-from recbole_genrec.utils import config_value
 
 INF = math.inf
 
@@ -154,6 +153,10 @@ class SamplerSpec:
         return None
 
 
+def _or(value, unset):
+    return unset if value is None else value
+
+
 def sampler_spec_from_config(config):
     """Resolve the sampler keys of a RecBole config (or dict); ``None`` for RecBole's default.
 
@@ -161,7 +164,7 @@ def sampler_spec_from_config(config):
     (``genpas_alpha/beta/gamma`` are ignored); ``genpas`` -> ``genpas_alpha/beta/gamma``, where an
     unset (null) exponent takes MT's value (1, 0, -inf).
     """
-    name = config_value(config, "train_sampler", "default")
+    name = _or(config["train_sampler"], "default")
     if not isinstance(name, str):
         raise ConfigError(
             f"Config key 'train_sampler' got {name!r}. Fix: one of {', '.join(SAMPLER_CHOICES)}."
@@ -174,10 +177,10 @@ def sampler_spec_from_config(config):
         )
     if canon == "default":
         return None
-    mode = str(config_value(config, "genpas_mode", "sample")).strip().lower()
+    mode = str(config["genpas_mode"]).strip().lower()
     if mode not in MODES:
         raise ConfigError(f"Config key 'genpas_mode' got {mode!r}. Fix: one of {', '.join(MODES)}.")
-    truncation = str(config_value(config, "genpas_truncation", "cut")).strip().lower()
+    truncation = str(config["genpas_truncation"]).strip().lower()
     if truncation not in TRUNCATIONS:
         raise ConfigError(
             f"Config key 'genpas_truncation' got {truncation!r}. Fix: one of {', '.join(TRUNCATIONS)}."
@@ -186,9 +189,9 @@ def sampler_spec_from_config(config):
         alpha, beta, gamma = PRESETS[canon]
     else:
         mt = PRESETS["MT"]
-        alpha = parse_exponent(config_value(config, "genpas_alpha", mt[0]), "genpas_alpha")
-        beta = parse_exponent(config_value(config, "genpas_beta", mt[1]), "genpas_beta")
-        gamma = parse_exponent(config_value(config, "genpas_gamma", mt[2]), "genpas_gamma")
+        alpha = parse_exponent(_or(config["genpas_alpha"], mt[0]), "genpas_alpha")
+        beta = parse_exponent(_or(config["genpas_beta"], mt[1]), "genpas_beta")
+        gamma = parse_exponent(_or(config["genpas_gamma"], mt[2]), "genpas_gamma")
     spec = SamplerSpec(canon, alpha, beta, gamma, mode, truncation)
     if mode == "enumerate" and spec.preset() is None:
         raise ConfigError(

@@ -49,9 +49,10 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from recbole_genrec.model.beam_search import BeamResult, PrefixTrie, beam_search, level_offsets
 from recbole_genrec.model.layers import T5StepDecoder
+from recbole_genrec.trainer.hooks import DecodeStats, DeclaresHooks, ValidationBeam
 
 
-class TIGER(SequentialRecommender):
+class TIGER(DeclaresHooks, SequentialRecommender):
     input_type = InputType.POINTWISE
     needs_semantic_ids = True
 
@@ -118,6 +119,10 @@ class TIGER(SequentialRecommender):
         )
         self.t5 = T5ForConditionalGeneration(self.t5_config)
         self.decode_stats = self._empty_stats()
+
+    def trainer_hooks(self, config):
+        """Validation with ``valid_beam_size``; the invalid-ID rate after every evaluation."""
+        return [ValidationBeam(), DecodeStats()]
 
     # ------------------------------------------------------------------ inputs
     def _check_beam(self, beam, key="beam_size"):

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 
 from recbole_genrec.model import apao_losses as AL
 from recbole_genrec.model.tiger import TIGER
+from recbole_genrec.trainer.hooks import APAODiagnostics, PrefixSurvival
 
 APAO_LOSSES = ("none", "pointwise", "pairwise")
 
@@ -132,6 +133,10 @@ class TIGER_APAO(TIGER):
         self._apao_batch = 0
         self._stats = {}
         self.survival = self._empty_survival()
+
+    def trainer_hooks(self, config):
+        """TIGER's, plus the epoch key of the negatives, the loss diagnostics and prefix survival."""
+        return super().trainer_hooks(config) + [APAODiagnostics(), PrefixSurvival()]
 
     # ------------------------------------------------------------------ training
     def set_apao_epoch(self, epoch: int):

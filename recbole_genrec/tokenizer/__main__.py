@@ -70,12 +70,9 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="write the report as JSON here")
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
-    # RecBole's Config reads --key=value from sys.argv itself: hand it only those.
-    sys.argv = [sys.argv[0]] + rest
 
     from recbole.utils import init_logger, init_seed
 
-    import recbole_genrec  # noqa: F401  (compat shims)
     from recbole_genrec.config import Config
     from recbole_genrec.data.dataset import SemanticIDDataset
     from recbole_genrec.errors import UserError
@@ -84,7 +81,7 @@ def main(argv=None):
 
     try:
         files = args.config_files.strip().split(" ") if args.config_files else None
-        config = Config(model=args.model, dataset=args.dataset, config_file_list=files)
+        config = Config(model=args.model, dataset=args.dataset, config_file_list=files, argv=rest)
         init_seed(config["seed"], config["reproducibility"])
         init_logger(config)
         start = time.time()

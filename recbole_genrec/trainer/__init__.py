@@ -1,6 +1,5 @@
-"""Trainers that add only what generative models need (``<Model>Trainer`` is picked by utils.get_trainer)."""
+"""One plugin trainer (RecBole's, with named hook points) and the hooks models and configs declare."""
 
-from recbole_genrec.trainer.tiger_trainer import TIGERTrainer
+from recbole_genrec.trainer.trainer import GenRecTrainer, trainer_class, with_hook_points
 
-__all__ = ["TIGERTrainer"]
-from recbole_genrec.trainer.apao_trainer import TIGER_APAOTrainer  # noqa: E402  (APAO diagnostics)
+__all__ = ["GenRecTrainer", "trainer_class", "with_hook_points"]

@@ -1,0 +1,92 @@
+"""The plugin trainer: RecBole's trainer with the hook points of :mod:`recbole_genrec.trainer.hooks`.
+
+:func:`trainer_class` returns, for any model, RecBole's own trainer class for it (``Trainer``
+for plugin and sequential models, ``KGTrainer``, ``NCLTrainer``, ... as RecBole picks) with
+:class:`HookPoints` in front. With no hooks it behaves exactly as RecBole's trainer; every
+hook a model or its config declares (:func:`hooks.hooks_for`) runs at the named points.
+``trainer.epochs_run`` counts the epochs this ``fit`` trained.
+"""
+
+import contextlib
+import functools
+import time
+
+import recbole.utils
+from recbole.trainer import Trainer
+
+from recbole_genrec import compat
+from recbole_genrec.trainer.hooks import StopTraining, hooks_for
+
+
+class HookPoints:
+    """Mixin in front of a RecBole trainer class: calls ``self.hooks`` at the named points."""
+
+    def __init__(self, config, model):
+        compat.apply(type(config))  # safe checkpoint save/load and CPU DDP for RecBole's trainer
+        super().__init__(config, model)
+        self.hooks = hooks_for(config, model)
+        self.epochs_run = 0
+        self._phase = "test"
+
+    def _call(self, point, *args):
+        for hook in self.hooks:
+            getattr(hook, point)(self, *args)
+
+    def fit(self, train_data, valid_data=None, *args, **kwargs):
+        self.epochs_run = 0
+        self._call("fit_start", train_data, valid_data)
+        try:
+            return super().fit(train_data, valid_data, *args, **kwargs)
+        except StopTraining as stop:
+            self.logger.info(f"{stop}: stopping with the best validation result so far.")
+            return self.best_valid_score, self.best_valid_result
+
+    def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        self._call("epoch_start", epoch_idx, train_data)
+        start = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        self.epochs_run += 1
+        self._call("epoch_end", epoch_idx, loss, time.perf_counter() - start)
+        return loss
+
+    def _valid_epoch(self, valid_data, *args, **kwargs):
+        self._phase = "valid"
+        try:
+            return super()._valid_epoch(valid_data, *args, **kwargs)
+        finally:
+            self._phase = "test"
+
+    def evaluate(self, eval_data, *args, **kwargs):
+        phase = self._phase
+        with contextlib.ExitStack() as stack:
+            for hook in self.hooks:
+                stack.enter_context(hook.evaluation(self, phase))
+            result = super().evaluate(eval_data, *args, **kwargs)
+            if result is not None:
+                self._call("eval_end", phase, result)
+        return result
+
+    def _full_sort_batch_eval(self, batched_data):
+        out = super()._full_sort_batch_eval(batched_data)
+        self._call("eval_batch", self._phase, *out)
+        return out
+
+    def _neg_sample_batch_eval(self, batched_data):
+        out = super()._neg_sample_batch_eval(batched_data)
+        self._call("eval_batch", self._phase, *out)
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def with_hook_points(base):
+    """``base`` (a RecBole trainer class) with :class:`HookPoints` in front (one class per base)."""
+    return type(base.__name__, (HookPoints, base), {"__module__": __name__, "__doc__": base.__doc__})
+
+
+def trainer_class(config):
+    """The trainer class for ``config["model"]``: RecBole's choice for it, with hook points."""
+    return with_hook_points(recbole.utils.get_trainer(config["MODEL_TYPE"], config["model"]))
+
+
+# The trainer of every plugin model (RecBole picks its ``Trainer`` for them).
+GenRecTrainer = with_hook_points(Trainer)
