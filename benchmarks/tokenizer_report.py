@@ -110,21 +110,31 @@ def kmeans_speed(x, k=256, niter=25, seed=2024):
     }
 
 
+def embeddings_of(config, ds):
+    """The item embeddings of ``ds`` from the semantic-ID cache (encoding on a miss), as training would."""
+    from recbole_genrec.data.dataset import item_catalog, sid_cache_dir, tokenizer_settings
+    from recbole_genrec.tokenizer.build import item_embeddings
+
+    texts = item_catalog(config, ds).texts
+    return item_embeddings(texts, tokenizer_settings(config), sid_cache_dir(config), show_progress=False)[0]
+
+
 def beauty_scale(office_ds, office_config, seed=2024):
     """12,101 items: office embeddings resampled with noise; RQ-VAE build from cached
     embeddings with the default settings, and the full build including encoding 12,101 texts."""
     from recbole_genrec.tokenizer import text as text_module
-    from recbole_genrec.tokenizer.build import item_embeddings, pca_whiten, rq_params
+    from recbole_genrec.data.dataset import item_catalog, tokenizer_settings
+    from recbole_genrec.tokenizer.build import pca_whiten, rq_params
     from recbole_genrec.tokenizer.collision import add_collision_level
     from recbole_genrec.tokenizer.quality import tokenizer_quality
     from recbole_genrec.tokenizer.rqvae import train_rqvae
 
-    emb, _, _ = item_embeddings(office_config, office_ds, show_progress=False)
+    emb = embeddings_of(office_config, office_ds)
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(emb), BEAUTY_ITEMS)
     noise = rng.normal(0.0, 0.1 * float(emb.std()), size=(BEAUTY_ITEMS, emb.shape[1])).astype(np.float32)
     big = emb[pick] + noise
-    params = rq_params(office_config)
+    params = rq_params(tokenizer_settings(office_config))
     timings = {}
     cpu0, load0 = time.process_time(), os.getloadavg()[0]
     t = time.time()
@@ -138,7 +148,7 @@ def beauty_scale(office_ds, office_config, seed=2024):
     timings["collision_level"] = time.time() - t
     from_cache = sum(timings.values())
     cpu_from_cache, load1 = time.process_time() - cpu0, os.getloadavg()[0]
-    texts, _ = text_module.item_texts(office_config, office_ds)
+    texts = item_catalog(office_config, office_ds).texts
     big_texts = [texts[i] + f" #{n}" for n, i in enumerate(pick)]
     t = time.time()
     text_module.encode_texts(big_texts, office_config["sid_encoder"], batch_size=office_config["sid_encoder_batch_size"], show_progress=False)
@@ -160,14 +170,15 @@ def beauty_scale(office_ds, office_config, seed=2024):
 
 def epochs_curve(ds, config, epochs, seed=2024):
     """Code usage and collision rate of one RQ-VAE run at several epochs (default settings)."""
-    from recbole_genrec.tokenizer.build import item_embeddings, pca_whiten, rq_params, training_item_mask
+    from recbole_genrec.data.dataset import tokenizer_settings, training_item_mask
+    from recbole_genrec.tokenizer.build import pca_whiten, rq_params
     from recbole_genrec.tokenizer.collision import collision_rate
     from recbole_genrec.tokenizer.rqvae import train_rqvae
 
-    emb, _, _ = item_embeddings(config, ds, show_progress=False)
+    emb = embeddings_of(config, ds)
     x = pca_whiten(emb, config["sid_pca_dim"], seed)
     train_idx = np.flatnonzero(training_item_mask(config, ds)[1:])
-    params = dict(rq_params(config), epochs=epochs)
+    params = dict(rq_params(tokenizer_settings(config)), epochs=epochs)
     marks = {1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, epochs}
     rows, start = [], time.time()
 
@@ -347,9 +358,9 @@ def main():
         results["plots"][f"{dataset} rkmeans"] = plot(ds_rk, rep_rk, f"{dataset}_rkmeans")
         print(f"{dataset}: built", flush=True)
 
-        from recbole_genrec.tokenizer.build import item_embeddings, pca_whiten
+        from recbole_genrec.tokenizer.build import pca_whiten
 
-        emb, _, _ = item_embeddings(config, ds, show_progress=False)
+        emb = embeddings_of(config, ds)
         x = pca_whiten(emb, config["sid_pca_dim"], config["seed"])
         speed = kmeans_speed(x)
         speed["name"] = dataset

@@ -19,12 +19,101 @@ content-hashed cache, using the config it holds. A caller that restores a pickle
 a new config calls :meth:`attach_semantic_ids` with that config.
 """
 
+import logging
+import os
+
+import numpy as np
 import torch
 from recbole.data.dataset import SequentialDataset
 
-from recbole_genrec.tokenizer.build import build_semantic_ids
+from recbole_genrec.defaults import package_defaults
+from recbole_genrec.errors import ConfigError
+from recbole_genrec.tokenizer.build import ItemCatalog, build_semantic_ids
+from recbole_genrec.tokenizer.text import item_texts
 
 _SID_ATTRS = ("_item_sids", "_sid_codebook_sizes", "sid_quality", "sid_info")
+
+
+def tokenizer_settings(config):
+    """The tokenizer's settings: every key of ``properties/sid.yaml``, read from ``config``."""
+    return {key: config[key] for key in package_defaults("sid")}
+
+
+def sid_cache_dir(config):
+    """``sid_cache_dir/<dataset>`` (default ``<checkpoint_dir>/semantic_ids/<dataset>``)."""
+    root = config["sid_cache_dir"] or os.path.join(config["checkpoint_dir"], "semantic_ids")
+    return os.path.join(root, str(config["dataset"]))
+
+
+def _column(inter, field):
+    """A column of ``inter_feat`` as numpy (a DataFrame before ``build()``, an Interaction after)."""
+    values = inter[field]
+    return values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+
+def training_item_mask(config, dataset):
+    """bool ``[item_num]``: items occurring in some user's training part (row 0 False).
+
+    ``sid_train_items: train`` follows RecBole's split rule on the loaded interactions: with
+    leave-one-out (``eval_args.split = {LS: valid_and_test}``) the items of each user's
+    interactions except the last two (one for ``test_only``); for ``RS`` the first ratio share of
+    each user's time-ordered interactions; otherwise (or ``all``) every item (logged).
+    """
+    n_items = dataset.item_num
+    mask = np.zeros(n_items, dtype=bool)
+    inter = dataset.inter_feat
+    iid = _column(inter, dataset.iid_field)
+    split = (config["eval_args"] or {}).get("split") or {}
+    mode = config["sid_train_items"]
+    if mode not in ("train", "all"):
+        raise ConfigError(f"sid_train_items must be 'train' or 'all', got {mode!r}.")
+    uid_field, time_field = dataset.uid_field, dataset.time_field
+    if mode == "all" or uid_field is None or not ("LS" in split or "RS" in split):
+        if mode != "all":
+            logging.getLogger().info("Semantic IDs: no per-user split to follow; fitting the tokenizer on all items.")
+        mask[np.unique(iid)] = True
+        mask[0] = False
+        return mask
+    uid = _column(inter, uid_field)
+    order_key = _column(inter, time_field) if time_field in inter.columns else np.arange(len(uid))
+    order = np.lexsort((np.arange(len(uid)), order_key, uid))  # by user, then time, then file order
+    uid_sorted = uid[order]
+    starts = np.flatnonzero(np.r_[True, uid_sorted[1:] != uid_sorted[:-1]])
+    lengths = np.diff(np.r_[starts, len(uid_sorted)])
+    position = np.arange(len(uid_sorted)) - np.repeat(starts, lengths)
+    length = np.repeat(lengths, lengths)
+    if "LS" in split:
+        hold = 1 if split["LS"] == "test_only" else 2
+        keep = position < length - hold
+    else:
+        ratio = np.asarray(split["RS"], dtype=float)
+        keep = position < np.floor(length * ratio[0] / ratio.sum())
+    mask[iid[order][keep]] = True
+    mask[0] = False
+    if not mask[1:].any():
+        mask[np.unique(iid)] = True
+        mask[0] = False
+    return mask
+
+
+def item_catalog(config, dataset):
+    """The tokenizer's view of ``dataset``: raw ids, training mask and (unless ``sid_file``) texts."""
+    item_ids = list(dataset.field2id_token[config["ITEM_ID_FIELD"]][1:])
+    catalog = ItemCatalog(
+        dataset.dataset_name, item_ids, training_item_mask(config, dataset)[1:], data_path=dataset.dataset_path
+    )
+    if not config["sid_file"]:
+        catalog.texts, catalog.text_info = item_texts(
+            os.path.join(dataset.dataset_path, f"{dataset.dataset_name}.item"),
+            item_ids,
+            config["ITEM_ID_FIELD"],
+            config["sid_text_fields"],
+            config["sid_text_template"],
+            sep=config["field_separator"] or "\t",
+            encoding=config["encoding"] or "utf-8",
+            dataset_name=dataset.dataset_name,
+        )
+    return catalog
 
 
 class SemanticIDDataset(SequentialDataset):
@@ -40,7 +129,15 @@ class SemanticIDDataset(SequentialDataset):
         """
         if config is not None:
             self.config = config
-        sids = build_semantic_ids(self.config, self)
+        config = self.config
+        sids = build_semantic_ids(
+            item_catalog(config, self),
+            tokenizer_settings(config),
+            sid_cache_dir(config),
+            seed=config["seed"],
+            device=config["device"] or "cpu",
+            show_progress=bool(config["show_progress"]),
+        )
         n_tok, n_real = len(sids.codes), self.item_num - 1
         table = torch.zeros(n_tok, self.item_num, len(sids.codebook_sizes), dtype=torch.long)
         for t, codes in enumerate(sids.codes):

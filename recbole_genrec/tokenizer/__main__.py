@@ -74,9 +74,8 @@ def main(argv=None):
     from recbole.utils import init_logger, init_seed
 
     from recbole_genrec.config import Config
-    from recbole_genrec.data.dataset import SemanticIDDataset
+    from recbole_genrec.data.dataset import SemanticIDDataset, sid_cache_dir
     from recbole_genrec.errors import UserError
-    from recbole_genrec.tokenizer.build import cache_dir
     from recbole_genrec.tokenizer.quality import plot_code_usage
 
     try:
@@ -90,7 +89,7 @@ def main(argv=None):
         sys.exit(f"error: {err}")
     report = tokenizer_report(dataset)
     report["total_seconds"] = time.time() - start
-    png = args.png or os.path.join(cache_dir(config), f"code-usage-{report['method']}.png")
+    png = args.png or os.path.join(sid_cache_dir(config), f"code-usage-{report['method']}.png")
     os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
     plot_code_usage(
         dataset.item_sid[1:].numpy(),

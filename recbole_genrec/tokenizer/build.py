@@ -1,10 +1,15 @@
 """Item text -> embeddings -> semantic IDs, with a two-stage content-hashed cache.
 
-Stage 1 (embeddings): key = sha256(item texts in internal-id order, encoder identity,
+Plain arrays in, codes out; nothing of RecBole: :class:`ItemCatalog` (the real items' raw
+ids, texts and which of them occur in training) and the ``sid_*``/``rq_*`` settings (the keys
+of ``properties/sid.yaml``; ``recbole_genrec.data.dataset`` reads them from the RecBole
+config and builds the catalogue from a RecBole dataset).
+
+Stage 1 (embeddings): key = sha256(item texts in catalogue order, encoder identity,
 ``sid_max_text_length``). Stage 2 (codes): key = sha256(stage-1 key, method and its
 hyperparameters, ``sid_pca_dim``, ``seed``, the training-item mask, ``sid_num_tokenizers``).
 A change of any input therefore gives a new file; nothing is invalidated in place. Files
-live in ``sid_cache_dir/<dataset>/`` (default ``<checkpoint_dir>/semantic_ids``).
+live in the ``cache_dir`` given by the caller.
 
 Decisions where the spec is silent:
 - With ``sid_num_tokenizers = 1`` the tokenizer is the **last** epoch's (not the spec's
@@ -14,10 +19,6 @@ Decisions where the spec is silent:
   load (cheap and deterministic), so the quality report always has both.
 - ``sid_file`` codes get the extra level only if they collide; its codebook size is then
   ``rq_codebook_size``. A file level's size is ``max(max code + 1, rq_codebook_size)``.
-- Training items (``sid_train_items: train``): with RecBole's leave-one-out split
-  (``eval_args.split = {LS: valid_and_test}``) the items of each user's interactions except
-  the last two (one for ``test_only``); for ``RS`` the first ratio share of each user's
-  time-ordered interactions; otherwise all items (logged).
 """
 
 import logging
@@ -32,7 +33,6 @@ from recbole_genrec.tokenizer.cache import array_digest, digest, load_entry, sav
 from recbole_genrec.tokenizer.collision import add_collision_level, collision_rate
 from recbole_genrec.tokenizer.quality import id_change_rate, tokenizer_quality
 from recbole_genrec.tokenizer.sid_file import load_sid_file, resolve_sid_file
-from recbole_genrec.utils import config_value
 
 CACHE_VERSION = 1
 
@@ -42,6 +42,18 @@ RQVAE_KEYS = (
     "lr", "weight_decay",
 )  # fmt: skip
 RKMEANS_KEYS = ("levels", "codebook_size", "kmeans_iters")
+
+
+@dataclass
+class ItemCatalog:
+    """What the tokenizer needs to know of a dataset's real items (row k = the k-th real item)."""
+
+    name: str  # the dataset's name (messages, and the collision level's tie-break seed)
+    item_ids: list  # raw item ids (str)
+    train_mask: np.ndarray  # bool [n]: the item occurs in some user's training part
+    texts: list = None  # item texts (None when codes come from a sid_file)
+    text_info: dict = field(default_factory=dict)  # where the texts came from ({"fields", "n_fallback", "file"})
+    data_path: str = None  # folder a relative sid_file is also looked for in
 
 
 @dataclass
@@ -57,71 +69,11 @@ class SemanticIDs:
     meta: dict = field(default_factory=dict)  # what the cache entry stores (build timings, history)
 
 
-def rq_params(config):
-    """The tokenizer hyperparameters from the config (``rq_*`` without the prefix)."""
-    p = {key: config_value(config, "rq_" + key) for key in RQVAE_KEYS}
-    p["dead_code_restart"] = bool(config_value(config, "dead_code_restart", False))
-    missing = [k for k, v in p.items() if v is None]
-    if missing:
-        raise ConfigError(
-            f"Semantic-ID config keys {['rq_' + k for k in missing]} are unset; recbole_genrec/properties/sid.yaml "
-            f"holds their defaults (use recbole_genrec.config.Config)."
-        )
+def rq_params(settings):
+    """The tokenizer hyperparameters (``rq_*`` without the prefix, plus ``dead_code_restart``)."""
+    p = {key: settings["rq_" + key] for key in RQVAE_KEYS}
+    p["dead_code_restart"] = bool(settings["dead_code_restart"])
     return p
-
-
-def cache_dir(config):
-    root = config_value(config, "sid_cache_dir") or os.path.join(config_value(config, "checkpoint_dir", "saved"), "semantic_ids")
-    return os.path.join(root, str(config["dataset"]))
-
-
-def _column(inter, field):
-    """A column of ``inter_feat`` as numpy (a DataFrame before ``build()``, an Interaction after)."""
-    values = inter[field]
-    return values.numpy() if hasattr(values, "numpy") else np.asarray(values)
-
-
-def training_item_mask(config, dataset):
-    """bool ``[item_num]``: items occurring in some user's training part (row 0 False)."""
-    n_items = dataset.item_num
-    mask = np.zeros(n_items, dtype=bool)
-    inter = dataset.inter_feat
-    iid = _column(inter, dataset.iid_field)
-    split = (config_value(config, "eval_args", {}) or {}).get("split") or {}
-    mode = config_value(config, "sid_train_items", "train")
-    if mode not in ("train", "all"):
-        raise ConfigError(f"sid_train_items must be 'train' or 'all', got {mode!r}.")
-    uid_field, time_field = dataset.uid_field, dataset.time_field
-    if mode == "all" or uid_field is None or not ("LS" in split or "RS" in split):
-        if mode != "all":
-            logging.getLogger().info("Semantic IDs: no per-user split to follow; fitting the tokenizer on all items.")
-        mask[np.unique(iid)] = True
-        mask[0] = False
-        return mask
-    uid = _column(inter, uid_field)
-    order_key = _column(inter, time_field) if time_field in inter.columns else np.arange(len(uid))
-    order = np.lexsort((np.arange(len(uid)), order_key, uid))  # by user, then time, then file order
-    uid_sorted = uid[order]
-    starts = np.flatnonzero(np.r_[True, uid_sorted[1:] != uid_sorted[:-1]])
-    lengths = np.diff(np.r_[starts, len(uid_sorted)])
-    position = np.arange(len(uid_sorted)) - np.repeat(starts, lengths)
-    length = np.repeat(lengths, lengths)
-    if "LS" in split:
-        hold = 1 if split["LS"] == "test_only" else 2
-        keep = position < length - hold
-    else:
-        ratio = np.asarray(split["RS"], dtype=float)
-        keep = position < np.floor(length * ratio[0] / ratio.sum())
-    mask[iid[order][keep]] = True
-    mask[0] = False
-    if not mask[1:].any():
-        mask[np.unique(iid)] = True
-        mask[0] = False
-    return mask
-
-
-def _item_tokens(config, dataset):
-    return list(dataset.field2id_token[config["ITEM_ID_FIELD"]][1:])
 
 
 def _finish(raw_codes, codebook_sizes, collision_size, dataset_name, force_level):
@@ -140,57 +92,51 @@ def _quality(sids):
     return q
 
 
-def _from_sid_file(config, dataset):
+def _from_sid_file(catalog, settings):
     t0 = time.time()
-    path = resolve_sid_file(config["sid_file"], getattr(dataset, "dataset_path", None))
-    if int(config_value(config, "sid_num_tokenizers", 1)) > 1:
+    path = resolve_sid_file(settings["sid_file"], catalog.data_path)
+    if int(settings["sid_num_tokenizers"]) > 1:
         raise ConfigError("sid_num_tokenizers > 1 needs sid_method: rqvae; a sid_file holds one tokenizer.")
-    raw = load_sid_file(path, _item_tokens(config, dataset), dataset.dataset_name)
-    size = int(config_value(config, "rq_codebook_size", 256))
+    raw = load_sid_file(path, catalog.item_ids, catalog.name)
+    size = int(settings["rq_codebook_size"])
     sizes = [max(int(raw[:, level].max()) + 1, size) for level in range(raw.shape[1])]
-    codes, sizes = _finish([raw], sizes, size, dataset.dataset_name, force_level=False)
+    codes, sizes = _finish([raw], sizes, size, catalog.name, force_level=False)
     sids = SemanticIDs(codes, sizes, [raw], source="sid_file", meta={"sid_file": path})
     sids.timings = {"load_sid_file": time.time() - t0}
     sids.quality = _quality(sids)
     return sids
 
 
-def embedding_key(config, dataset):
-    """``(key, texts, info, encoder identity)`` of the item embeddings, without encoding."""
+def embedding_key(texts, settings):
+    """``(key, encoder identity)`` of the item embeddings of ``texts``, without encoding."""
     from recbole_genrec.tokenizer import text
 
-    texts, info = text.item_texts(config, dataset)
-    _, identity = text.resolve_encoder(config_value(config, "sid_encoder", text.DEFAULT_ENCODER))
-    max_length = int(config_value(config, "sid_max_text_length", 256))
-    key = digest({"v": CACHE_VERSION, "texts": texts, "encoder": identity, "max_length": max_length})
-    return key, texts, info, identity
+    _, identity = text.resolve_encoder(settings["sid_encoder"])
+    key = digest({"v": CACHE_VERSION, "texts": texts, "encoder": identity, "max_length": int(settings["sid_max_text_length"])})
+    return key, identity
 
 
-def item_embeddings(config, dataset, show_progress=True, key_info=None):
-    """``(embeddings [n_real_items, d] float32, key, info)`` from the cache or the encoder.
-
-    ``key_info``: the result of :func:`embedding_key` when the caller has it already.
-    """
+def item_embeddings(texts, settings, cache_dir, device="cpu", show_progress=True):
+    """``(embeddings [n, d] float32, key, cached?)`` of ``texts``, from the cache or the encoder."""
     from recbole_genrec.tokenizer import text
 
-    key, texts, info, identity = key_info or embedding_key(config, dataset)
-    path = os.path.join(cache_dir(config), f"emb-{key[:20]}.npz")
+    key, identity = embedding_key(texts, settings)
+    path = os.path.join(cache_dir, f"emb-{key[:20]}.npz")
     entry = load_entry(path, key)
     if entry is not None:
-        return entry[0]["embeddings"], key, dict(info, cached=True, path=path)
-    encoder = config_value(config, "sid_encoder", text.DEFAULT_ENCODER)
-    device = config_value(config, "device", "cpu")
+        return entry[0]["embeddings"], key, True
+    encoder = settings["sid_encoder"]
     logging.getLogger().info(f"Semantic IDs: encoding {len(texts)} item texts with [{encoder}] on {device}.")
     emb = text.encode_texts(
         texts,
         encoder,
         device=device,
-        batch_size=int(config_value(config, "sid_encoder_batch_size", 256)),
-        max_length=int(config_value(config, "sid_max_text_length", 256)),
+        batch_size=int(settings["sid_encoder_batch_size"]),
+        max_length=int(settings["sid_max_text_length"]),
         show_progress=show_progress,
     )
-    save_entry(path, {"embeddings": emb}, {"key": key, "encoder": identity, "fields": info["fields"]})
-    return emb, key, dict(info, cached=False, path=path)
+    save_entry(path, {"embeddings": emb}, {"key": key, "encoder": identity})
+    return emb, key, False
 
 
 def pca_whiten(emb, dim, seed=0):
@@ -203,40 +149,36 @@ def pca_whiten(emb, dim, seed=0):
     return PCA(n_components=dim, whiten=True, random_state=seed).fit_transform(emb).astype(np.float32)
 
 
-def build_semantic_ids(config, dataset, show_progress=None):
-    """The semantic IDs of ``dataset`` (a RecBole dataset after its data processing).
+def build_semantic_ids(catalog, settings, cache_dir, seed, device="cpu", show_progress=True):
+    """The semantic IDs of the items of ``catalog`` (:class:`ItemCatalog`).
 
-    ``sid_file`` set: codes from the file (validated). Else text -> embeddings (cache stage
-    1) -> PCA -> ``sid_method`` -> collision level (cache stage 2). Logs through RecBole's
-    logger; returns :class:`SemanticIDs`.
+    ``settings``: the ``sid_*``/``rq_*`` keys (``properties/sid.yaml``); ``sid_file`` set: codes
+    from the file (validated). Else text -> embeddings (cache stage 1) -> PCA -> ``sid_method``
+    -> collision level (cache stage 2), cached under ``cache_dir``. Returns :class:`SemanticIDs`.
     """
     logger = logging.getLogger()
-    if show_progress is None:
-        show_progress = bool(config_value(config, "show_progress", True))
-    if config_value(config, "sid_file"):
-        sids = _from_sid_file(config, dataset)
+    if settings["sid_file"]:
+        sids = _from_sid_file(catalog, settings)
         logger.info(f"Semantic IDs from [{sids.meta['sid_file']}]: codebook sizes {sids.codebook_sizes}.")
         return sids
 
     timings = {}
     t0 = time.time()
-    key_info = embedding_key(config, dataset)  # item text -> key; encoding only on a cache miss
-    emb_key, text_info = key_info[0], key_info[2]
+    emb_key, _ = embedding_key(catalog.texts, settings)  # item text -> key; encoding only on a cache miss
     timings["item_text"] = time.time() - t0
 
-    method = config_value(config, "sid_method", "rqvae")
-    n_tok = int(config_value(config, "sid_num_tokenizers", 1))
-    seed = int(config_value(config, "seed", 2020))
+    method = settings["sid_method"]
+    n_tok = int(settings["sid_num_tokenizers"])
     if method == "rqvae":
-        params = rq_params(config)
+        params = rq_params(settings)
     elif method == "rkmeans":
-        params = {key: config_value(config, "rq_" + key) for key in RKMEANS_KEYS}
+        params = {key: settings["rq_" + key] for key in RKMEANS_KEYS}
         if n_tok > 1:
             raise ConfigError("sid_num_tokenizers > 1 needs sid_method: rqvae (checkpoints of one run).")
     else:
         raise ConfigError(f"sid_method must be 'rqvae' or 'rkmeans', got {method!r}.")
-    train_mask = training_item_mask(config, dataset)[1:]
-    pca_dim = int(config_value(config, "sid_pca_dim", -1))
+    train_mask = np.asarray(catalog.train_mask, dtype=bool)
+    pca_dim = int(settings["sid_pca_dim"])
     key = digest(
         {
             "v": CACHE_VERSION,
@@ -244,12 +186,12 @@ def build_semantic_ids(config, dataset, show_progress=None):
             "method": method,
             "params": params,
             "pca_dim": pca_dim,
-            "seed": seed,
+            "seed": int(seed),
             "train_mask": array_digest(train_mask),
             "num_tokenizers": n_tok,
         }
     )
-    path = os.path.join(cache_dir(config), f"sid-{method}-{key[:20]}.npz")
+    path = os.path.join(cache_dir, f"sid-{method}-{key[:20]}.npz")
     levels, size = int(params["levels"]), int(params["codebook_size"])
 
     entry = load_entry(path, key)
@@ -259,8 +201,8 @@ def build_semantic_ids(config, dataset, show_progress=None):
         source = "cache"
     else:
         t = time.time()
-        emb, _, emb_info = item_embeddings(config, dataset, show_progress, key_info)
-        timings["embeddings_cached" if emb_info["cached"] else "embeddings"] = time.time() - t
+        emb, _, cached = item_embeddings(catalog.texts, settings, cache_dir, device, show_progress)
+        timings["embeddings_cached" if cached else "embeddings"] = time.time() - t
         t = time.time()
         x = pca_whiten(emb, pca_dim, seed)
         timings["pca"] = time.time() - t
@@ -269,9 +211,7 @@ def build_semantic_ids(config, dataset, show_progress=None):
         if method == "rqvae":
             from recbole_genrec.tokenizer.rqvae import train_rqvae
 
-            raw, history = train_rqvae(
-                x, train_idx, params, seed=seed, device=config_value(config, "device", "cpu"), keep_last=n_tok, show_progress=show_progress
-            )
+            raw, history = train_rqvae(x, train_idx, params, seed=seed, device=device, keep_last=n_tok, show_progress=show_progress)
         else:
             from recbole_genrec.tokenizer.rkmeans import residual_kmeans
 
@@ -281,17 +221,17 @@ def build_semantic_ids(config, dataset, show_progress=None):
             "key": key,
             "method": method,
             "params": params,
-            "seed": seed,
+            "seed": int(seed),
             "n_train_items": int(train_mask.sum()),
-            "text_fields": text_info["fields"],
-            "n_text_fallback": text_info["n_fallback"],
+            "text_fields": catalog.text_info.get("fields"),
+            "n_text_fallback": catalog.text_info.get("n_fallback"),
             "build_timings": dict(timings),
             "history": history,
         }
         save_entry(path, {"raw_codes": np.stack(raw)}, meta)
         source = "built"
     t = time.time()
-    codes, sizes = _finish(raw, [size] * levels, size, dataset.dataset_name, force_level=True)
+    codes, sizes = _finish(raw, [size] * levels, size, catalog.name, force_level=True)
     timings["collision_level"] = time.time() - t
     sids = SemanticIDs(codes, sizes, raw, timings=timings, source=source, meta=meta)
     sids.quality = _quality(sids)

@@ -3,8 +3,8 @@
 The text comes straight from the dataset's ``.item`` atomic file (``<data_path>/<dataset>.item``),
 not from RecBole's ``item_feat``: RecBole splits ``token_seq`` fields into remapped word
 ids and only loads the columns of ``load_col``, so reading the file keeps the exact text
-and works whatever ``load_col`` says. Rows are aligned with RecBole's remapped item ids
-through ``dataset.field2id_token[ITEM_ID_FIELD]``.
+and works whatever ``load_col`` says. Rows are aligned with the caller's item order by raw
+item id (``recbole_genrec.data.dataset`` passes RecBole's remapped order).
 
 Decisions (the spec is silent on them):
 - ``sid_text_fields`` is an ordered wish list; the columns the ``.item`` file has are used
@@ -32,44 +32,38 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _PACKAGED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 
-def item_file_path(dataset):
-    return os.path.join(dataset.dataset_path, f"{dataset.dataset_name}.item")
-
-
-def read_item_table(path, config):
-    """``{column name: list[str]}`` of an atomic ``.item`` file (types stripped from the header)."""
+def read_item_table(path, sep="\t", encoding="utf-8"):
+    """The columns of an atomic ``.item`` file as strings (types stripped from the header)."""
     import pandas as pd
 
-    sep = config["field_separator"] or "\t"
     frame = pd.read_csv(
         path,
         sep=sep,
         dtype=str,
         keep_default_na=False,
         quoting=csv.QUOTE_NONE,
-        encoding=config["encoding"] or "utf-8",
+        encoding=encoding,
         engine="c" if len(sep) == 1 else "python",
     )
     frame.columns = [str(col).split(":")[0] for col in frame.columns]
     return frame
 
 
-def item_texts(config, dataset):
-    """Texts of the real items, in RecBole's internal id order (rows 1..item_num-1).
+def item_texts(path, item_ids, id_field, wanted, template=None, sep="\t", encoding="utf-8", dataset_name="?"):
+    """Texts of ``item_ids`` (raw ids, in the caller's order) from the ``.item`` file at ``path``.
 
+    ``wanted``: the ``sid_text_fields`` wish list; ``template``: ``sid_text_template``.
     Returns ``(texts, info)`` with ``info = {"file", "fields", "n_fallback"}``.
     """
     logger = logging.getLogger()
-    path = item_file_path(dataset)
-    wanted = list(config["sid_text_fields"] or [])
+    wanted = list(wanted or [])
     if not os.path.isfile(path):
         raise ConfigError(
-            f"Dataset [{dataset.dataset_name}] has no item file [{path}], so there is no item text for "
+            f"Dataset [{dataset_name}] has no item file [{path}], so there is no item text for "
             f"semantic IDs (sid_text_fields={wanted}). Add a .item file with text columns, or set "
-            f"sid_file to precomputed IDs (e.g. sid_file: {dataset.dataset_name}.sid-rqkmeans.json)."
+            f"sid_file to precomputed IDs (e.g. sid_file: {dataset_name}.sid-rqkmeans.json)."
         )
-    table = read_item_table(path, config)
-    id_field = config["ITEM_ID_FIELD"]
+    table = read_item_table(path, sep, encoding)
     fields = [f for f in wanted if f in table.columns and f != id_field]
     if id_field not in table.columns or not fields:
         raise ConfigError(
@@ -80,7 +74,6 @@ def item_texts(config, dataset):
     skipped = [f for f in wanted if f not in fields]
     if skipped:
         logger.info(f"Semantic IDs: text fields {skipped} are not in [{path}]; using {fields}.")
-    template = config["sid_text_template"]
     rows = {}
     for values in zip(table[id_field], *(table[f] for f in fields)):
         if values[0] in rows:
@@ -96,9 +89,8 @@ def item_texts(config, dataset):
         else:
             text = "; ".join(f"{f}: {v}" for f, v in record.items() if v)
         rows[values[0]] = text.strip()
-    tokens = list(dataset.field2id_token[id_field][1:])
     texts, n_fallback = [], 0
-    for token in tokens:
+    for token in item_ids:
         text = rows.get(token, "")
         if not text:
             n_fallback += 1
@@ -106,7 +98,7 @@ def item_texts(config, dataset):
         texts.append(text)
     if n_fallback:
         logger.warning(
-            f"Semantic IDs: {n_fallback} of {len(tokens)} items of [{dataset.dataset_name}] have no text in "
+            f"Semantic IDs: {n_fallback} of {len(item_ids)} items of [{dataset_name}] have no text in "
             f"fields {fields}; they are encoded from the text 'item <item id>' instead (not dropped)."
         )
     return texts, {"file": path, "fields": fields, "n_fallback": n_fallback}
