@@ -77,13 +77,12 @@ def make_config(variant, seed, epochs, batch, extra=None, buckets=50, eval_step=
         "state": "INFO",
     }
     keys.update(extra or {})
-    return Config(model=TIGER_APAO, dataset="office", config_file_list=[os.path.join(ROOT, "properties", "dataset", "office.yaml")], config_dict=keys)
+    return Config(model=TIGER_APAO, dataset="office", config_file_list=[os.path.join(ROOT, "properties", "dataset", "office.yaml")], config_dict=keys, argv=[])
 
 
 def train_one(variant, seed, args, dataset):
     epochs, batch, neg_k = args.epochs, args.batch, args.neg_k
-    steps = -(-38543 // batch) * epochs  # MT-augmented office train pairs
-    config = make_config(variant, seed, epochs, batch, {"warmup_steps": max(1, steps // 10), "apao_neg_k": neg_k},
+    config = make_config(variant, seed, epochs, batch, {"warmup_ratio": 0.1, "apao_neg_k": neg_k},  # a tenth of the steps
                          buckets=args.length_bucket_batches, eval_step=args.eval_step)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

@@ -33,11 +33,10 @@ def main():
                         help="test users sampled for the A/D analysis of LT/MT/SW (<= 0: all)")
     args = parser.parse_args()
     os.chdir(ROOT)
-    sys.argv = [sys.argv[0]]
-    from recbole_genrec import genpas_search as cli
     from recbole_genrec.analysis.genpas_search import (
         alignment_discrimination, sample_queries, search_inputs_from_datasets,
     )
+    from recbole_genrec.analysis.genpas_search import main as search_command
     from recbole_genrec.config import Config
     from recbole_genrec.data.genpas import PRESETS, kl_divergence, target_distribution
     from recbole_genrec.utils import create_dataset
@@ -45,15 +44,13 @@ def main():
     # 1. the whole search, as a user runs it (config + loading + KL + A/D + report files)
     argv = ["--dataset=beauty", "--config_files=properties/dataset/beauty.yaml",
             f"--genpas_search_out={OUT}", "--state=WARNING"]
-    sys.argv = ["genpas_search"] + argv
     t0 = time.perf_counter()
-    search = cli.main(argv)
+    search = search_command(argv)
     search_wall = time.perf_counter() - t0
-    sys.argv = [sys.argv[0]]
 
     # 2. KL of the presets on test and validation targets, timed per configuration
     config = Config(model="SASRec", dataset="beauty", config_file_list=["properties/dataset/beauty.yaml"],
-                    config_dict={"state": "WARNING"})
+                    config_dict={"state": "WARNING"}, argv=[])
     train, valid, test = create_dataset(config).build()
     seqs, vpairs, test_targets, n_items, max_len = search_inputs_from_datasets(train, valid, test)
     q = {}

@@ -43,7 +43,7 @@ def make_config(buckets, args):
         "log_wandb": False, "state": "WARNING",
     }
     return Config(model=TIGER, dataset="office", config_dict=keys,
-                  config_file_list=[os.path.join(ROOT, "properties", "dataset", "office.yaml")])
+                  config_file_list=[os.path.join(ROOT, "properties", "dataset", "office.yaml")], argv=[])
 
 
 def run(buckets, args, dataset):

@@ -35,7 +35,7 @@ def make_config(dataset, **overrides):
     files = [f for f in [os.path.join(ROOT, "properties", "dataset", f"{dataset}.yaml")] if os.path.isfile(f)]
     config_dict = {"checkpoint_dir": os.path.join(WORK, "ckpt"), "show_progress": False, "state": "WARNING"}
     config_dict.update(overrides)
-    return Config(model="TIGER", dataset=dataset, config_file_list=files, config_dict=config_dict)
+    return Config(model="TIGER", dataset=dataset, config_file_list=files, config_dict=config_dict, argv=[])
 
 
 def build(dataset, tag, **overrides):

@@ -7,7 +7,8 @@ Every model runs through ``run_recbole_genrec`` with the same config files, seed
 one fresh process per model (so peak memory is per model and no state leaks between
 runs). ``--epochs`` / ``--minutes`` give every model the same budget. Other ``--key=value``
 pairs are passed to every model as on the ``run_recbole_genrec.py`` command line;
-``--model_config Model=file.yaml`` adds a config file for one model only; ``--append``
+``--model_config Model=file.yaml`` adds a config file for one model only (``--models
+Label=Model`` runs one model under several rows, each with its own ``--model_config``); ``--append``
 adds models to an existing comparison (same dataset and config files, checked), and
 ``--merge DIR DIR ... --out DIR`` joins comparisons run in parallel on identical settings.
 
@@ -32,7 +33,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m recbole_genrec.compare", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--models", required=True, help="comma-separated model names")
+    parser.add_argument("--models", required=True,
+                        help="comma-separated model names; LABEL=Model runs Model under its own row LABEL "
+                             "(e.g. SASRec-BPR=SASRec with --model_config SASRec-BPR=bpr.yaml)")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--config_files", default=None, help="space-separated yaml files for every model")
     parser.add_argument("--model_config", action="append", default=[], metavar="MODEL=FILE",
@@ -43,9 +46,7 @@ def parse_args(argv):
     parser.add_argument("--append", action="store_true",
                         help="add these models to the results.json in --out (same dataset and config files)")
     args, extra = parser.parse_known_args(argv)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not models:
-        raise ConfigError("--models is empty. Fix: e.g. --models SASRec,GRU4Rec")
+    models = model_rows(args.models)
     per_model = {}
     for item in args.model_config:
         name, sep, path = item.partition("=")
@@ -56,6 +57,21 @@ def parse_args(argv):
     if bad:
         raise ConfigError(f"Unrecognised arguments {bad}. Fix: config overrides are --key=value.")
     return args, models, per_model, extra
+
+
+def model_rows(spec):
+    """``{row label: model name}`` of a ``--models`` value (``SASRec,BPR-long=BPR``)."""
+    rows = {}
+    for item in (m.strip() for m in spec.split(",")):
+        if item:
+            label, _, model = item.rpartition("=")
+            label, model = (label or model).strip(), model.strip()
+            if not model or label in rows:
+                raise ConfigError(f"--models entry '{item}' is empty or repeats the row '{label}'.")
+            rows[label] = model
+    if not rows:
+        raise ConfigError("--models is empty. Fix: e.g. --models SASRec,GRU4Rec")
+    return rows
 
 
 def _worker(model, dataset, config_files, config_dict, overrides, result_path):
@@ -226,14 +242,14 @@ def compare(argv=None):
     if args.append:
         previous = load_previous(os.path.join(out, "results.json"), settings)
         results, commands = previous["results"], previous["commands"] + [command]
-    for model in models:
-        print(f"[compare] {model} on {args.dataset} ...", flush=True)
-        files = config_files + per_model.get(model, [])
-        result_path = os.path.join(out, f".{model}.json")
-        results[model] = run_model(model, args.dataset, files or None, config_dict, overrides, result_path)
+    for label, model in models.items():
+        print(f"[compare] {label} on {args.dataset} ...", flush=True)
+        files = config_files + per_model.get(label, [])
+        result_path = os.path.join(out, f".{label}.json")
+        results[label] = run_model(model, args.dataset, files or None, config_dict, overrides, result_path)
         if os.path.exists(result_path):
             os.remove(result_path)
-        print(f"[compare] {model}: {results[model].get('test_result', results[model].get('error'))}", flush=True)
+        print(f"[compare] {label}: {results[label].get('test_result', results[label].get('error'))}", flush=True)
         # written after every model: an interrupted comparison keeps what it finished
         table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
     print(table)

@@ -65,7 +65,7 @@ def hooks_for(config, model):
     """The hooks of one training run: the model's own, then those its config declares."""
     hooks = list(model.trainer_hooks(config)) if isinstance(model, DeclaresHooks) else []
     if config["lr_scheduler"] is not None:
-        hooks.append(WarmupSchedule(config["lr_scheduler"], config["warmup_steps"]))
+        hooks.append(WarmupSchedule(config["lr_scheduler"], config["warmup_steps"], config["warmup_ratio"]))
     if config["train_time_budget"] is not None:
         hooks.append(TimeBudget(config["train_time_budget"]))
     return hooks
@@ -77,20 +77,24 @@ def hooks_for(config, model):
 class WarmupSchedule(TrainerHook):
     """A ``transformers.get_scheduler`` learning-rate schedule stepped after every optimizer step.
 
-    Over ``epochs * len(train_data)`` steps with ``warmup_steps`` linear warm-up; a resumed run
-    catches the schedule up to ``start_epoch``. Publishes ``trainer.scheduler``.
+    Over ``epochs * len(train_data)`` steps with ``warmup_steps`` linear warm-up, or, when
+    ``warmup_ratio`` is set, that fraction of the run's steps; a resumed run catches the schedule
+    up to ``start_epoch``. Publishes ``trainer.scheduler``.
     """
 
-    def __init__(self, name, warmup_steps):
-        self.name, self.warmup_steps = str(name), int(warmup_steps or 0)
+    def __init__(self, name, warmup_steps, warmup_ratio=None):
+        if warmup_ratio is not None and not 0 <= warmup_ratio <= 1:
+            raise ConfigError(f"warmup_ratio must be a fraction in [0, 1] (or ~ to use warmup_steps), got {warmup_ratio!r}.")
+        self.name, self.warmup_steps, self.warmup_ratio = str(name), int(warmup_steps or 0), warmup_ratio
         self._registered = None
 
     def fit_start(self, trainer, train_data, valid_data):
         from transformers import get_scheduler
 
         total = max(trainer.epochs * len(train_data), 1)
+        warmup = self.warmup_steps if self.warmup_ratio is None else round(self.warmup_ratio * total)
         trainer.scheduler = get_scheduler(
-            self.name, trainer.optimizer, num_warmup_steps=min(self.warmup_steps, total), num_training_steps=total
+            self.name, trainer.optimizer, num_warmup_steps=min(warmup, total), num_training_steps=total
         )
         if self._registered is not trainer.optimizer:
             trainer.optimizer.register_step_post_hook(lambda *_: trainer.scheduler.step())
