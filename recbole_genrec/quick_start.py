@@ -19,6 +19,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 import recbole_genrec  # noqa: F401  (applies compat shims)
 from recbole_genrec.config import Config
+from recbole_genrec.safe_io import unique_checkpoint_path
 from recbole_genrec.trainer.budget import with_time_budget
 from recbole_genrec.utils import create_dataset, data_preparation, get_model, get_trainer
 
@@ -90,6 +91,7 @@ def prepare_training(config, dataset):
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
     trainer = with_time_budget(trainer_class, config["train_time_budget"])(config, model)
+    trainer.saved_model_file = unique_checkpoint_path(config)  # RecBole's name is per second
     return train_data, valid_data, test_data, model, trainer
 
 

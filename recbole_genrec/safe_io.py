@@ -80,3 +80,8 @@ def folder_digest(folder):
             rel = os.path.relpath(full, folder).replace(os.sep, "/")
             entries.append(f"{rel}\t{os.path.getsize(full)}\t{file_digest(full)}")
     return hashlib.sha256("\n".join(entries).encode("utf-8")).hexdigest()
+
+
+def unique_checkpoint_path(config):
+    """``<checkpoint_dir>/<unique_run_name(model)>.pth``, the best-model file of one run."""
+    return os.path.join(config["checkpoint_dir"], unique_run_name(config["model"]) + ".pth")
