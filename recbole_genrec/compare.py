@@ -58,8 +58,12 @@ def parse_args(argv):
     return args, models, per_model, extra
 
 
-def _worker(model, dataset, config_files, config_dict, overrides, result_path):
+def _worker(model, dataset, config_files, config_dict, overrides, result_path, parent_pid=None):
     # runs in a fresh (spawned) process: Config reads the --key=value overrides from argv
+    if parent_pid is not None:  # a comparison killed even with SIGKILL takes its worker with it
+        from recbole_genrec.lifeline import die_with_parent
+
+        die_with_parent(parent_pid)
     sys.argv = ["compare"] + overrides
     from recbole_genrec.quick_start import run_recbole_genrec
 
@@ -98,7 +102,9 @@ def check_comparable(payload, reference, where):
 def run_model(model, dataset, config_files, config_dict, overrides, result_path):
     """Train/evaluate one model in a spawned process; return its result dict."""
     ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(target=_worker, args=(model, dataset, config_files, config_dict, overrides, result_path))
+    proc = ctx.Process(
+        target=_worker, args=(model, dataset, config_files, config_dict, overrides, result_path, os.getpid())
+    )
     start = time.perf_counter()
     proc.start()
     try:
