@@ -19,6 +19,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 import recbole_genrec  # noqa: F401  (applies compat shims)
 from recbole_genrec.config import Config
+from recbole_genrec.resume import discard_resume_state, resume_from_config, with_resume_state
 from recbole_genrec.safe_io import unique_checkpoint_path
 from recbole_genrec.trainer.budget import with_time_budget
 from recbole_genrec.utils import create_dataset, data_preparation, get_model, get_trainer
@@ -90,8 +91,10 @@ def prepare_training(config, dataset):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
-    trainer = with_time_budget(trainer_class, config["train_time_budget"])(config, model)
+    trainer_class = with_resume_state(with_time_budget(trainer_class, config["train_time_budget"]))
+    trainer = trainer_class(config, model)
     trainer.saved_model_file = unique_checkpoint_path(config)  # RecBole's name is per second
+    resume_from_config(config, trainer, train_data)  # --resume: continue that run instead
     return train_data, valid_data, test_data, model, trainer
 
 
@@ -128,6 +131,7 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
     test_seconds = time.perf_counter() - start
+    discard_resume_state(trainer)  # finished: nothing left to resume
 
     logger.info(
         "The running environment of this training is as follows:\n"
