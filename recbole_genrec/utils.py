@@ -18,6 +18,7 @@ import pkgutil
 
 import recbole.utils
 
+from recbole_genrec.checks import check_inter_has_rows, check_item_file, empty_after_filtering_is_user_error
 from recbole_genrec.errors import DatasetNotFoundError, UnknownModelError
 
 PLUGIN_MODEL_PACKAGE = "recbole_genrec.model"
@@ -47,6 +48,7 @@ def check_dataset_files(config):
             f"Dataset '{name}' has no interaction file: '{inter}' is missing. Fix: put the "
             f"RecBole atomic file {name}.inter in '{folder}' (see README, 'Bring your own dataset')."
         )
+    check_inter_has_rows(inter)
 
 
 def _module_names(package):
@@ -139,12 +141,14 @@ def create_dataset(config):
 
     check_dataset_files(config)
     refuse_pickle_caches(config)
+    check_item_file(config)
     model_class = get_model(config["model"])
-    if getattr(model_class, "needs_semantic_ids", False):
-        from recbole_genrec.data.dataset import SemanticIDDataset
+    with empty_after_filtering_is_user_error(config):
+        if getattr(model_class, "needs_semantic_ids", False):
+            from recbole_genrec.data.dataset import SemanticIDDataset
 
-        return SemanticIDDataset(config)
-    return create_recbole_dataset(config)
+            return SemanticIDDataset(config)
+        return create_recbole_dataset(config)
 
 
 def uses_train_sampler(config):

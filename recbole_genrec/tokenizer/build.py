@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recbole_genrec.checks import check_identical_texts
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.tokenizer.cache import array_digest, digest, load_entry, save_entry
 from recbole_genrec.tokenizer.collision import add_collision_level, collision_rate
 from recbole_genrec.tokenizer.quality import id_change_rate, tokenizer_quality
-from recbole_genrec.tokenizer.sid_file import load_sid_file, resolve_sid_file
+from recbole_genrec.tokenizer.sid_file import check_code_limit, load_sid_file, resolve_sid_file
 from recbole_genrec.utils import config_value
 
 CACHE_VERSION = 1
@@ -147,6 +148,7 @@ def _from_sid_file(config, dataset):
         raise ConfigError("sid_num_tokenizers > 1 needs sid_method: rqvae; a sid_file holds one tokenizer.")
     raw = load_sid_file(path, _item_tokens(config, dataset), dataset.dataset_name)
     size = int(config_value(config, "rq_codebook_size", 256))
+    check_code_limit(raw, _item_tokens(config, dataset), max(size, len(raw)), path)
     sizes = [max(int(raw[:, level].max()) + 1, size) for level in range(raw.shape[1])]
     codes, sizes = _finish([raw], sizes, size, dataset.dataset_name, force_level=False)
     sids = SemanticIDs(codes, sizes, [raw], source="sid_file", meta={"sid_file": path})
@@ -222,6 +224,7 @@ def build_semantic_ids(config, dataset, show_progress=None):
     t0 = time.time()
     key_info = embedding_key(config, dataset)  # item text -> key; encoding only on a cache miss
     emb_key, text_info = key_info[0], key_info[2]
+    check_identical_texts(key_info[1], _item_tokens(config, dataset), int(config_value(config, "rq_codebook_size", 256)), dataset.dataset_name)
     timings["item_text"] = time.time() - t0
 
     method = config_value(config, "sid_method", "rqvae")

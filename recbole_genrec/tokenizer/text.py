@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from recbole_genrec.checks import blank_missing_text, check_unique_item_ids, warn_missing_text
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.safe_io import folder_digest
 
@@ -77,6 +78,8 @@ def item_texts(config, dataset):
             f"(its columns: {list(table.columns)}). Set sid_text_fields to the text columns to use "
             f"(e.g. --sid_text_fields=\"['title']\"), or set sid_file to precomputed IDs."
         )
+    check_unique_item_ids(table[id_field], path)
+    warn_missing_text(blank_missing_text(table, fields), fields, path)
     skipped = [f for f in wanted if f not in fields]
     if skipped:
         logger.info(f"Semantic IDs: text fields {skipped} are not in [{path}]; using {fields}.")
