@@ -27,6 +27,7 @@ import sys
 import time
 
 from recbole_genrec.errors import ConfigError, UserError
+from recbole_genrec.safe_io import atomic_write_text
 
 
 def parse_args(argv):
@@ -74,8 +75,12 @@ def model_rows(spec):
     return rows
 
 
-def _worker(model, dataset, config_files, config_dict, overrides, result_path):
+def _worker(model, dataset, config_files, config_dict, overrides, result_path, parent_pid=None):
     # runs in a fresh (spawned) process
+    if parent_pid is not None:  # a comparison killed even with SIGKILL takes its worker with it
+        from recbole_genrec.lifeline import die_with_parent
+
+        die_with_parent(parent_pid)
     from recbole_genrec.quick_start import run_recbole_genrec
 
     try:
@@ -88,14 +93,37 @@ def _worker(model, dataset, config_files, config_dict, overrides, result_path):
         json.dump(result, f)
 
 
+def check_model_names(models):
+    """``UnknownModelError`` for the first name that is no plugin or RecBole model."""
+    from recbole_genrec.utils import get_model
+
+    for model in models:
+        get_model(model)
+
+
 def load_previous(path, settings):
     """The results.json that ``--append`` extends; its settings must equal this run's."""
     if not os.path.isfile(path):
         raise ConfigError(f"--append: '{path}' does not exist. Fix: run without --append first.")
-    with open(path) as f:
-        previous = json.load(f)
+    previous = read_results_json(path, "--append")
     check_comparable(previous, settings, f"--append: '{path}'")
     return previous
+
+
+def read_results_json(path, flag):
+    """A comparison's results.json, or a ConfigError naming the file when it is not one."""
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{flag}: '{path}' is not valid JSON ({err}; truncated or hand-edited?). Fix: rerun that "
+            "comparison, or restore the file."
+        ) from err
+    missing = [key for key in ("results", "commands", *COMPARABLE_KEYS) if not isinstance(payload, dict) or key not in payload]
+    if missing:
+        raise ConfigError(f"{flag}: '{path}' is not a comparison's results.json (no {', '.join(missing)}).")
+    return payload
 
 
 COMPARABLE_KEYS = ("dataset", "config_files", "budget", "overrides")
@@ -113,7 +141,9 @@ def check_comparable(payload, reference, where):
 def run_model(model, dataset, config_files, config_dict, overrides, result_path):
     """Train/evaluate one model in a spawned process; return its result dict."""
     ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(target=_worker, args=(model, dataset, config_files, config_dict, overrides, result_path))
+    proc = ctx.Process(
+        target=_worker, args=(model, dataset, config_files, config_dict, overrides, result_path, os.getpid())
+    )
     start = time.perf_counter()
     proc.start()
     try:
@@ -192,11 +222,10 @@ def bar_chart(results, path, title):
 def write_outputs(out, payload):
     """results.json, results.md (table) and results.png for a comparison payload."""
     results = payload["results"]
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(payload, f, indent=2)
+    # atomic: an interrupted comparison leaves the previous file, never a truncated one
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(payload, indent=2))
     table = markdown_table(results, "\n".join(payload["commands"]))
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(f"# {', '.join(results)} on {payload['dataset']}\n\n{table}")
+    atomic_write_text(os.path.join(out, "results.md"), f"# {', '.join(results)} on {payload['dataset']}\n\n{table}")
     bar_chart(results, os.path.join(out, "results.png"), f"{payload['dataset']}: test metrics")
     return table
 
@@ -211,8 +240,7 @@ def merge(folders, out):
         path = os.path.join(folder, "results.json")
         if not os.path.isfile(path):
             raise ConfigError(f"--merge: '{path}' does not exist.")
-        with open(path) as f:
-            payloads.append(json.load(f))
+        payloads.append(read_results_json(path, "--merge"))
     first = payloads[0]
     for folder, payload in zip(folders[1:], payloads[1:]):
         check_comparable(payload, first, f"--merge: '{folder}'")
@@ -228,6 +256,7 @@ def merge(folders, out):
 def compare(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args, models, per_model, overrides = parse_args(argv)
+    check_model_names(models.values())  # every name, before any model trains
     out = args.out or os.path.join("benchmarks", "results", f"compare_{args.dataset}")
     os.makedirs(out, exist_ok=True)
     config_files = args.config_files.split() if args.config_files else []
@@ -245,7 +274,7 @@ def compare(argv=None):
     for label, model in models.items():
         print(f"[compare] {label} on {args.dataset} ...", flush=True)
         files = config_files + per_model.get(label, [])
-        result_path = os.path.join(out, f".{label}.json")
+        result_path = os.path.join(out, f".{label}-{os.getpid()}.json")
         results[label] = run_model(model, args.dataset, files or None, config_dict, overrides, result_path)
         if os.path.exists(result_path):
             os.remove(result_path)

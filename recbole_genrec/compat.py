@@ -26,6 +26,7 @@ from recbole.utils import enum_type, set_color
 import recbole.trainer.trainer as _recbole_trainer
 
 from recbole_genrec.errors import ConfigError
+from recbole_genrec.safe_io import atomic_torch_save
 
 
 def checkpoint_safe_globals(config_class):
@@ -59,7 +60,7 @@ class _DistributedDataParallel(torch.nn.parallel.DistributedDataParallel):
 
 
 def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-    """RecBole's ``Trainer._save_checkpoint`` with torch's default pickle protocol."""
+    """RecBole's ``Trainer._save_checkpoint`` with torch's default pickle protocol, written atomically."""
     if not self.config["single_spec"] and self.config["local_rank"] != 0:
         return
     saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
@@ -72,7 +73,7 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         "other_parameter": self.model.other_parameter(),
         "optimizer": self.optimizer.state_dict(),
     }
-    torch.save(state, saved_model_file)
+    atomic_torch_save(state, saved_model_file)  # never a half-written checkpoint
     if verbose:
         self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 

@@ -32,6 +32,7 @@ from recbole.config.configurator import (
     training_arguments,
 )
 
+from recbole_genrec.checks import check_run_values, recbole_config_errors
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.utils import get_model
 
@@ -211,6 +212,12 @@ class Config(RecBoleConfig):
                 f"'{self.model}'; check their spelling): {', '.join(unknown)}"
             )
         self.unknown_keys = unknown
+
+    def _set_default_parameters(self):
+        """RecBole's, with its validation errors as ConfigErrors, then :func:`checks.check_run_values`."""
+        with recbole_config_errors():
+            super()._set_default_parameters()
+        check_run_values(self.final_config_dict)
 
     def _get_final_config_dict(self):
         """CE-loss models draw no training negatives unless the user asks for them.

@@ -18,3 +18,7 @@ class UnknownModelError(UserError, ValueError):
 
 class DatasetNotFoundError(UserError, FileNotFoundError):
     """The dataset folder or its ``.inter`` file is missing."""
+
+
+class DataFileError(UserError, ValueError):
+    """A dataset file (``.inter``, ``.item``) whose content cannot be used as it is."""

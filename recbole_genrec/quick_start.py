@@ -18,6 +18,7 @@ import torch.distributed as dist
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_genrec.config import Config
+from recbole_genrec.trainer.resume import discard_resume_state, resume_from_config
 from recbole_genrec.trainer import trainer_class
 from recbole_genrec.utils import create_dataset, data_preparation, get_model
 
@@ -90,6 +91,7 @@ def prepare_training(config, dataset):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = trainer_class(config)(config, model)
+    resume_from_config(config, trainer, train_data)  # --resume: continue that run instead
     return train_data, valid_data, test_data, model, trainer
 
 
@@ -126,6 +128,7 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
     test_seconds = time.perf_counter() - start
+    discard_resume_state(trainer)  # finished: nothing left to resume
 
     logger.info(
         "The running environment of this training is as follows:\n"

@@ -15,11 +15,10 @@ import importlib
 import importlib.util
 import os
 import pkgutil
-from logging import getLogger
 
-import recbole.data
 import recbole.utils
 
+from recbole_genrec.checks import check_inter_has_rows, check_item_file, empty_after_filtering_is_user_error
 from recbole_genrec.errors import DatasetNotFoundError, UnknownModelError
 
 PLUGIN_MODEL_PACKAGE = "recbole_genrec.model"
@@ -49,6 +48,7 @@ def check_dataset_files(config):
             f"Dataset '{name}' has no interaction file: '{inter}' is missing. Fix: put the "
             f"RecBole atomic file {name}.inter in '{folder}' (see README, 'Bring your own dataset')."
         )
+    check_inter_has_rows(inter)
 
 
 def _module_names(package):
@@ -118,22 +118,21 @@ def get_model(model_name):
 def create_dataset(config):
     """RecBole's ``create_dataset``, except that semantic-ID models get ``SemanticIDDataset``.
 
-    A ``SemanticIDDataset`` is always built from the atomic files; its codes come from our
-    content-hashed cache. RecBole's processed-dataset pickle (``save_dataset``) is not used
-    for it, since that cache ignores new config keys and could serve stale semantic IDs.
+    Every dataset is built from the atomic files: RecBole's processed-dataset pickle is never
+    loaded (:mod:`recbole_genrec.data.no_pickle`); semantic IDs come from our content-hashed cache.
     """
-    check_dataset_files(config)
-    model_class = get_model(config["model"])
-    if getattr(model_class, "needs_semantic_ids", False):
-        from recbole_genrec.data.dataset import SemanticIDDataset
+    from recbole_genrec.data.no_pickle import create_recbole_dataset, refuse_pickle_caches
 
-        if config["save_dataset"] or config["dataset_save_path"]:
-            getLogger().warning(
-                "save_dataset/dataset_save_path are ignored for semantic-ID models: the dataset "
-                "is rebuilt and the codes come from the semantic-ID cache (never stale)."
-            )
-        return SemanticIDDataset(config)
-    return recbole.data.create_dataset(config)
+    check_dataset_files(config)
+    refuse_pickle_caches(config)
+    check_item_file(config)
+    model_class = get_model(config["model"])
+    with empty_after_filtering_is_user_error(config):
+        if getattr(model_class, "needs_semantic_ids", False):
+            from recbole_genrec.data.dataset import SemanticIDDataset
+
+            return SemanticIDDataset(config)
+        return create_recbole_dataset(config)
 
 
 def uses_train_sampler(config):
@@ -145,8 +144,11 @@ def uses_train_sampler(config):
 def data_preparation(config, dataset):
     """RecBole's ``data_preparation``; with ``train_sampler`` set, the training loader draws
     GenPAS pairs; with ``length_bucket_batches > 0`` its batches are length-bucketed
-    (:mod:`recbole_genrec.data.dataloader`). Validation and test loaders are always exactly RecBole's."""
-    train_data, valid_data, test_data = recbole.data.data_preparation(config, dataset)
+    (:mod:`recbole_genrec.data.dataloader`). Validation and test loaders are always exactly RecBole's.
+    Pickled dataloaders in ``checkpoint_dir`` are never loaded (:mod:`recbole_genrec.data.no_pickle`)."""
+    from recbole_genrec.data.no_pickle import recbole_data_preparation
+
+    train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
     from recbole_genrec.data.dataloader import (
         GenPASTrainDataLoader,
         LengthBucketTrainDataLoader,

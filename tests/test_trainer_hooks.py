@@ -19,8 +19,9 @@ from recbole_genrec.trainer.hooks import (
     TrainerHook,
     ValidationBeam,
     WarmupSchedule,
-    hooks_for,
 )
+from recbole_genrec.trainer.resume import ResumeState
+from recbole_genrec.trainer.trainer import hooks_for
 from recbole_genrec.utils import create_dataset, data_preparation, get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,18 +94,20 @@ def test_a_hook_can_stop_training(tiny_data, tmp_path):
 
 def test_models_and_configs_declare_their_hooks(tiny_data, tmp_path):
     config, model, _ = build(tiny_data, tmp_path)
-    assert hooks_for(config, model) == []  # a RecBole model with RecBole's keys: RecBole's trainer as is
-    config, model, _ = build(tiny_data, tmp_path, train_time_budget=5)
+    assert [type(h) for h in hooks_for(config, model)] == [ResumeState]  # a RecBole model: resume state only
+    config, model, _ = build(tiny_data, tmp_path, save_resume_state=False)
+    assert hooks_for(config, model) == []  # ... or RecBole's trainer exactly
+    config, model, _ = build(tiny_data, tmp_path, train_time_budget=5, save_resume_state=False)
     assert [type(h) for h in hooks_for(config, model)] == [TimeBudget]
     sid = os.path.join(tiny_data, "tiny", "tiny.sid-test.json")
     with open(sid, "w") as f:
         f.write("{" + ",".join(f'"i{i}": ["<a_{i // 9}>", "<b_{i // 3 % 3}>", "<c_{i % 3}>"]' for i in range(30)) + "}")
     small = dict(n_layers=1, d_model=16, d_ff=32, n_heads=2, d_kv=8, beam_size=10, valid_beam_size=10, sid_file=sid)
     config, model, _ = build(tiny_data, tmp_path, model="TIGER", **small)
-    assert [type(h) for h in hooks_for(config, model)] == [ValidationBeam, DecodeStats, WarmupSchedule]
+    assert [type(h) for h in hooks_for(config, model)] == [ValidationBeam, DecodeStats, WarmupSchedule, ResumeState]
     config, model, _ = build(tiny_data, tmp_path, model="TIGER_APAO", **small)
     kinds = [type(h) for h in hooks_for(config, model)]
-    assert kinds == [ValidationBeam, DecodeStats, APAODiagnostics, PrefixSurvival, WarmupSchedule]
+    assert kinds == [ValidationBeam, DecodeStats, APAODiagnostics, PrefixSurvival, WarmupSchedule, ResumeState]
 
 
 def test_tokenizer_builds_codes_without_recbole(tmp_path):

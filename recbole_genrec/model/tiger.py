@@ -47,6 +47,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 from transformers import T5Config, T5ForConditionalGeneration
 
+from recbole_genrec.errors import ConfigError
 from recbole_genrec.model.beam_search import BeamResult, PrefixTrie, beam_search, level_offsets
 from recbole_genrec.model.layers import T5StepDecoder
 from recbole_genrec.trainer.hooks import DecodeStats, DeclaresHooks, ValidationBeam
@@ -77,10 +78,10 @@ class TIGER(DeclaresHooks, SequentialRecommender):
         self.n_levels = len(sizes)
         self.n_user_tokens = int(config["n_user_tokens"])
         if self.n_user_tokens < 0:
-            raise ValueError(f"n_user_tokens must be >= 0, got {self.n_user_tokens}")
+            raise ConfigError(f"n_user_tokens must be >= 0, got {self.n_user_tokens}")
         self.decoding = str(config["decoding"]).lower()
         if self.decoding not in ("constrained", "unconstrained"):
-            raise ValueError(f"decoding must be 'constrained' or 'unconstrained', got {config['decoding']!r}")
+            raise ConfigError(f"decoding must be 'constrained' or 'unconstrained', got {config['decoding']!r}")
         self.beam_size = int(config["beam_size"])
         self.valid_beam_size = int(config["valid_beam_size"] or self.beam_size)
         topk = config["topk"]
@@ -127,7 +128,7 @@ class TIGER(DeclaresHooks, SequentialRecommender):
     # ------------------------------------------------------------------ inputs
     def _check_beam(self, beam, key="beam_size"):
         if beam < self.max_topk:
-            raise ValueError(
+            raise ConfigError(
                 f"{key}={beam} is smaller than max(topk)={self.max_topk}: the beam returns the ranked "
                 f"list, so set {key} >= {self.max_topk}."
             )

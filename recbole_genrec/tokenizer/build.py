@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recbole_genrec.checks import check_identical_texts
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.tokenizer.cache import array_digest, digest, load_entry, save_entry
 from recbole_genrec.tokenizer.collision import add_collision_level, collision_rate
 from recbole_genrec.tokenizer.quality import id_change_rate, tokenizer_quality
-from recbole_genrec.tokenizer.sid_file import load_sid_file, resolve_sid_file
+from recbole_genrec.tokenizer.sid_file import check_code_limit, load_sid_file, resolve_sid_file
 
 CACHE_VERSION = 1
 
@@ -99,6 +100,7 @@ def _from_sid_file(catalog, settings):
         raise ConfigError("sid_num_tokenizers > 1 needs sid_method: rqvae; a sid_file holds one tokenizer.")
     raw = load_sid_file(path, catalog.item_ids, catalog.name)
     size = int(settings["rq_codebook_size"])
+    check_code_limit(raw, catalog.item_ids, max(size, len(raw)), path)
     sizes = [max(int(raw[:, level].max()) + 1, size) for level in range(raw.shape[1])]
     codes, sizes = _finish([raw], sizes, size, catalog.name, force_level=False)
     sids = SemanticIDs(codes, sizes, [raw], source="sid_file", meta={"sid_file": path})
@@ -165,6 +167,7 @@ def build_semantic_ids(catalog, settings, cache_dir, seed, device="cpu", show_pr
     timings = {}
     t0 = time.time()
     emb_key, _ = embedding_key(catalog.texts, settings)  # item text -> key; encoding only on a cache miss
+    check_identical_texts(catalog.texts, catalog.item_ids, int(settings["rq_codebook_size"]), catalog.name)
     timings["item_text"] = time.time() - t0
 
     method = settings["sid_method"]

@@ -79,3 +79,21 @@ def load_sid_file(path, item_tokens, dataset_name="?"):
                 )
             codes[row, level] = int(match.group(2))
     return codes
+
+
+def check_code_limit(codes, item_tokens, limit, path):
+    """``ConfigError`` when a code is ``>= limit``, before any table of that size is allocated.
+
+    A level's vocabulary is its largest code + 1 tokens, so one stray ``<a_100000000>`` would
+    make a 100M-token embedding. The caller passes ``max(rq_codebook_size, number of items)``:
+    no level needs more distinct codes than there are items.
+    """
+    codes = np.asarray(codes)
+    if codes.size == 0 or int(codes.max()) < limit:
+        return
+    row, level = (int(i) for i in np.unravel_index(int(np.argmax(codes)), codes.shape))
+    raise ConfigError(
+        f"sid_file [{path}]: item {item_tokens[row]!r} has code {int(codes[row, level])} at level {level}; codes "
+        f"must be < {limit} (the larger of rq_codebook_size and the number of items), since a level's vocabulary "
+        "is its largest code + 1 tokens. Fix: number each level's codes 0..K-1."
+    )

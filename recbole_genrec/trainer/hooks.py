@@ -2,7 +2,8 @@
 
 A hook is an object with any of these methods (the base class makes each a no-op)::
 
-    fit_start(trainer, train_data, valid_data)            before RecBole's fit loop
+    fit_start(trainer, train_data, valid_data)            before RecBole's fit loop; may raise StopTraining
+    fit_end(trainer)                                      after the fit loop ended by itself (epochs, early stop)
     epoch_start(trainer, epoch_idx, train_data)           before each training epoch; may raise StopTraining
     epoch_end(trainer, epoch_idx, train_loss, seconds)    after each training epoch
     evaluation(trainer, phase)                            context manager around one evaluation
@@ -13,10 +14,11 @@ A hook is an object with any of these methods (the base class makes each a no-op
                                                           full sort)
     eval_end(trainer, phase, result)                      after each evaluation; may add keys to result
 
-Hooks come from two places (:func:`hooks_for`): a model declares its own by subclassing
+Hooks come from two places (``trainer.hooks_for``): a model declares its own by subclassing
 :class:`DeclaresHooks` (TIGER: validation beam, decoding statistics; TIGER_APAO adds its
 epoch key, loss diagnostics and prefix survival), and config keys declare the rest
-(``lr_scheduler``: warm-up schedule, ``train_time_budget``: time budget). A hook that
+(``lr_scheduler``: warm-up schedule, ``train_time_budget``: time budget, ``save_resume_state``/
+``resume``: :class:`recbole_genrec.trainer.resume.ResumeState`). A hook that
 produces a result a caller reads publishes it as a trainer attribute, named in its docstring.
 """
 
@@ -36,6 +38,9 @@ class TrainerHook:
     """Base class: every hook point is a no-op."""
 
     def fit_start(self, trainer, train_data, valid_data):
+        pass
+
+    def fit_end(self, trainer):
         pass
 
     def epoch_start(self, trainer, epoch_idx, train_data):
@@ -59,16 +64,6 @@ class DeclaresHooks:
 
     def trainer_hooks(self, config):
         return []
-
-
-def hooks_for(config, model):
-    """The hooks of one training run: the model's own, then those its config declares."""
-    hooks = list(model.trainer_hooks(config)) if isinstance(model, DeclaresHooks) else []
-    if config["lr_scheduler"] is not None:
-        hooks.append(WarmupSchedule(config["lr_scheduler"], config["warmup_steps"], config["warmup_ratio"]))
-    if config["train_time_budget"] is not None:
-        hooks.append(TimeBudget(config["train_time_budget"]))
-    return hooks
 
 
 # ---------------------------------------------------------------------------- config hooks

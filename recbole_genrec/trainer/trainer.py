@@ -15,7 +15,21 @@ import recbole.utils
 from recbole.trainer import Trainer
 
 from recbole_genrec import compat
-from recbole_genrec.trainer.hooks import StopTraining, hooks_for
+from recbole_genrec.trainer.resume import ResumeState
+from recbole_genrec.safe_io import unique_checkpoint_path
+from recbole_genrec.trainer.hooks import DeclaresHooks, StopTraining, TimeBudget, WarmupSchedule
+
+
+def hooks_for(config, model):
+    """The hooks of one training run: the model's own, then those its config declares."""
+    hooks = list(model.trainer_hooks(config)) if isinstance(model, DeclaresHooks) else []
+    if config["lr_scheduler"] is not None:
+        hooks.append(WarmupSchedule(config["lr_scheduler"], config["warmup_steps"], config["warmup_ratio"]))
+    if config["train_time_budget"] is not None:
+        hooks.append(TimeBudget(config["train_time_budget"]))
+    if config["save_resume_state"] or config["resume"]:
+        hooks.append(ResumeState(save=config["save_resume_state"]))
+    return hooks
 
 
 class HookPoints:
@@ -24,6 +38,7 @@ class HookPoints:
     def __init__(self, config, model):
         compat.apply(type(config))  # safe checkpoint save/load and CPU DDP for RecBole's trainer
         super().__init__(config, model)
+        self.saved_model_file = unique_checkpoint_path(config)  # RecBole's name is per second
         self.hooks = hooks_for(config, model)
         self.epochs_run = 0
         self._phase = "test"
@@ -32,14 +47,20 @@ class HookPoints:
         for hook in self.hooks:
             getattr(hook, point)(self, *args)
 
+    def hook(self, kind):
+        """The first hook of class ``kind``, or None."""
+        return next((h for h in self.hooks if isinstance(h, kind)), None)
+
     def fit(self, train_data, valid_data=None, *args, **kwargs):
         self.epochs_run = 0
-        self._call("fit_start", train_data, valid_data)
         try:
-            return super().fit(train_data, valid_data, *args, **kwargs)
+            self._call("fit_start", train_data, valid_data)
+            result = super().fit(train_data, valid_data, *args, **kwargs)
         except StopTraining as stop:
             self.logger.info(f"{stop}: stopping with the best validation result so far.")
             return self.best_valid_score, self.best_valid_result
+        self._call("fit_end")
+        return result
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
         self._call("epoch_start", epoch_idx, train_data)
