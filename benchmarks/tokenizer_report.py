@@ -328,11 +328,8 @@ def main():
     args = parser.parse_args()
     t_start = time.time()
     command = "OMP_NUM_THREADS=2 python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
-    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
     os.chdir(ROOT)
     os.makedirs(RESULTS, exist_ok=True)
-    import recbole_genrec  # noqa: F401
-    from recbole_genrec.tokenizer.sid_file import load_sid_file  # noqa: F401
 
     results = {
         "load_average_at_start": os.getloadavg(),

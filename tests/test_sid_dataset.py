@@ -4,7 +4,6 @@
 import json
 import logging
 import os
-import pickle
 import zlib
 
 import numpy as np
@@ -175,18 +174,12 @@ def test_multi_tokenizer_and_rkmeans(tiny_data, tmp_path, fake_encoder):
     assert len(fake_encoder.calls) == 1
 
 
-def test_attributes_survive_build_and_pickle_excludes_them(tiny_data, tmp_path, fake_encoder):
-    ds = make_dataset(tiny_data, tmp_path, save_dataset=True)
+def test_attributes_survive_build(tiny_data, tmp_path, fake_encoder):
+    # (RecBole's dataset pickles, which could carry stale codes, are refused: test_reliability_pickle)
+    ds = make_dataset(tiny_data, tmp_path)
     train, valid, test = ds.build()
     for split in (train, valid, test):
         assert split.item_sids is ds.item_sids and split.sid_codebook_sizes == ds.sid_codebook_sizes
-    ds.save()
-    saved = os.path.join(str(tmp_path), "saved", "tiny-SemanticIDDataset.pth")
-    with open(saved, "rb") as f:
-        restored = pickle.load(f)
-    assert "_item_sids" not in restored.__dict__
-    assert np.array_equal(restored.item_sid.numpy(), ds.item_sid.numpy())  # lazily from our cache
-    assert restored.sid_info["source"] == "cache"
 
 
 def _write_sid_file(path, tokens, codes):

@@ -13,10 +13,8 @@ its cache) the dataset exposes:
 - ``sid_quality``: the tokenizer quality dict (``recbole_genrec.tokenizer.quality``).
 
 They are plain attributes, so ``build()``/``copy()`` (``copy.copy``) carry them to the
-splits. RecBole's processed-dataset pickle never carries them: :meth:`save` leaves them
-out, and a dataset restored from such a pickle recomputes them on first access from our
-content-hashed cache, using the config it holds. A caller that restores a pickle under
-a new config calls :meth:`attach_semantic_ids` with that config.
+splits. They never come from a pickle: RecBole's processed-dataset caches are refused
+(:mod:`recbole_genrec.data.no_pickle`), and the codes come from the content-hashed cache.
 """
 
 import logging
@@ -30,9 +28,6 @@ from recbole_genrec.defaults import package_defaults
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.tokenizer.build import ItemCatalog, build_semantic_ids
 from recbole_genrec.tokenizer.text import item_texts
-
-_SID_ATTRS = ("_item_sids", "_sid_codebook_sizes", "sid_quality", "sid_info")
-
 
 def tokenizer_settings(config):
     """The tokenizer's settings: every key of ``properties/sid.yaml``, read from ``config``."""
@@ -119,17 +114,6 @@ def item_catalog(config, dataset):
 class SemanticIDDataset(SequentialDataset):
     def __init__(self, config):
         super().__init__(config)
-        self.attach_semantic_ids()
-
-    def attach_semantic_ids(self, config=None):
-        """(Re)compute the semantic-ID attributes from ``config`` (default: ``self.config``).
-
-        Cheap when the content-hashed cache holds the codes (no encoder or training runs).
-        Returns ``self``.
-        """
-        if config is not None:
-            self.config = config
-        config = self.config
         sids = build_semantic_ids(
             item_catalog(config, self),
             tokenizer_settings(config),
@@ -138,41 +122,15 @@ class SemanticIDDataset(SequentialDataset):
             device=config["device"] or "cpu",
             show_progress=bool(config["show_progress"]),
         )
-        n_tok, n_real = len(sids.codes), self.item_num - 1
-        table = torch.zeros(n_tok, self.item_num, len(sids.codebook_sizes), dtype=torch.long)
+        table = torch.zeros(len(sids.codes), self.item_num, len(sids.codebook_sizes), dtype=torch.long)
         for t, codes in enumerate(sids.codes):
-            assert codes.shape[0] == n_real, (codes.shape, n_real)
-            table[t, 1:] = torch.as_tensor(codes, dtype=torch.long)
-        self._item_sids = table
-        self._sid_codebook_sizes = list(sids.codebook_sizes)
+            table[t, 1:] = torch.as_tensor(codes, dtype=torch.long)  # row 0: the padding item
+        self.item_sids = table
+        self.sid_codebook_sizes = list(sids.codebook_sizes)
         self.sid_quality = sids.quality
         self.sid_info = {"source": sids.source, "timings": sids.timings, "meta": sids.meta}
-        return self
-
-    def _sid(self, name):
-        if self.__dict__.get(name) is None:
-            self.attach_semantic_ids()
-        return self.__dict__[name]
-
-    @property
-    def item_sids(self):
-        """LongTensor ``[T, item_num, L]`` (see the module docstring)."""
-        return self._sid("_item_sids")
 
     @property
     def item_sid(self):
         """LongTensor ``[item_num, L]``: the primary (last) tokenizer's table."""
         return self.item_sids[-1]
-
-    @property
-    def sid_codebook_sizes(self):
-        """Codebook size of each of the L levels (the collision level included)."""
-        return self._sid("_sid_codebook_sizes")
-
-    def save(self):
-        """RecBole's pickle save, without the semantic IDs (they come from our cache)."""
-        kept = {name: self.__dict__.pop(name) for name in _SID_ATTRS if name in self.__dict__}
-        try:
-            super().save()
-        finally:
-            self.__dict__.update(kept)

@@ -90,7 +90,7 @@ def format_quality(quality, title="semantic IDs"):
     q = quality
     lines = [
         f"{title}: {q['n_items']} items, {q['n_levels_before']} levels"
-        + (f" + 1 collision level" if q["n_levels_after"] > q["n_levels_before"] else ""),
+        + (" + 1 collision level" if q["n_levels_after"] > q["n_levels_before"] else ""),
         f"  collision rate before: {q['collision_rate_before']:.4%}  after: {q['collision_rate_after']:.4%}"
         f"  max group size: {q['max_group_size']}",
         "  level  used/size  usage    perplexity  cond.perplexity",
