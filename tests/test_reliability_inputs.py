@@ -39,17 +39,17 @@ def test_duplicate_item_ids_are_an_error_naming_the_count(tmp_path):
 
 
 def test_duplicate_item_ids_are_an_error_for_semantic_ids_too(tmp_path):
-    from recbole_genrec.tokenizer.text import item_texts
+    from recbole_genrec.data.dataset import item_catalog
 
     data = write_tiny_dataset(tmp_path / "data")
     _rewrite_item_file(data, lambda lines: lines + ["i2\tother title\tother brand"])
     config = Config(model="TIGER", dataset="tiny", config_dict=tiny_config(data, tmp_path))
     with pytest.raises(DataFileError, match="1 duplicate item id "):
-        item_texts(config, SequentialDataset(config))
+        item_catalog(config, SequentialDataset(config))
 
 
 def test_nan_titles_are_missing_text_with_a_warning(tmp_path, caplog):
-    from recbole_genrec.tokenizer.text import item_texts
+    from recbole_genrec.data.dataset import item_catalog
 
     data = write_tiny_dataset(tmp_path / "data")
 
@@ -64,7 +64,8 @@ def test_nan_titles_are_missing_text_with_a_warning(tmp_path, caplog):
     config = Config(model="TIGER", dataset="tiny", config_dict=tiny_config(data, tmp_path))
     dataset = SequentialDataset(config)
     with caplog.at_level(logging.WARNING):
-        texts, info = item_texts(config, dataset)
+        catalog = item_catalog(config, dataset)
+    texts, info = catalog.texts, catalog.text_info
     by_item = dict(zip(dataset.field2id_token["item_id"][1:], texts))
     assert "nan" not in by_item["i1"].lower() and by_item["i1"].startswith("brand: ")
     assert by_item["i2"] == "item i2"  # nothing left: the documented fallback text
