@@ -29,7 +29,9 @@ import numpy as np
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+import recbole_genrec  # noqa: E402,F401  (compat: the safe loader's allow-list for checkpoints)
 from conftest import tiny_config, write_tiny_dataset  # noqa: E402
 
 OUT = os.path.join(ROOT, "benchmarks", "results", "reliability")
@@ -184,6 +186,7 @@ def run_simple(ws):
             extra = "[compare] SASRec" not in out  # nothing trained before the check
         if not expect_error:
             extra = rc == 0
+        observed = observed.replace(ws.root, "<tmp>")
         rows.append(dict(input=name, expected=expected, observed=observed, verdict=verdict(observed, expect_error, must, extra),
                          seconds=round(time.time() - start, 1), command=" ".join(os.path.relpath(a, ws.root) if a.startswith(ws.root) else a for a in argv[1:])))
         print(f"[{rows[-1]['verdict']}] {name}: {observed[:160]}", flush=True)
@@ -434,6 +437,8 @@ def main():
             print(f"[{rows[-1]['verdict']}] {rows[-1]['input']}: {rows[-1]['observed'][:160]}", flush=True)
         write_resume_data(ws)
         resumes = []
+        for row in rows:
+            row["observed"] = row["observed"].replace(root, "<tmp>")
         for model, epochs, kill_after in (("SASRec", 8, 4), ("TIGER", 8, 4)):
             resumes.append(resume_comparison(ws, model, epochs, kill_after))
             print(json.dumps(resumes[-1]), flush=True)

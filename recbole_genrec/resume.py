@@ -77,7 +77,15 @@ def _is_writer(config):
 
 
 def with_resume_state(trainer_class):
-    """A subclass of ``trainer_class`` that keeps a resume state and can continue from one."""
+    """A subclass of ``trainer_class`` that keeps a resume state and can continue from one.
+
+    Only for RecBole's epoch-based ``Trainer`` family; other trainers (decision trees) are
+    returned unchanged and refuse ``--resume`` (:func:`resume_from_config`).
+    """
+    from recbole.trainer import Trainer
+
+    if not issubclass(trainer_class, Trainer):
+        return trainer_class
 
     class ResumableTrainer(trainer_class):
         _resume_pending_rng = None
@@ -161,6 +169,11 @@ def resume_from_config(config, trainer, train_data):
     """Apply ``--resume`` (if set) to a freshly built ``trainer``; returns the file used or None."""
     if not config["resume"]:
         return None
+    if not hasattr(trainer, "_save_resume_state"):
+        raise ConfigError(
+            f"--resume: {type(trainer).__name__} trains in one step (no epochs), so there is nothing to resume. "
+            "Fix: drop --resume."
+        )
     path = find_resume_file(config)
     logger = getLogger()
     state = _load(path, config["device"])
