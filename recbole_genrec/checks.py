@@ -38,7 +38,9 @@ def recbole_config_errors():
     except UserError:
         raise
     except (ValueError, TypeError, NotImplementedError, RuntimeError) as err:
-        raise ConfigError(f"{err} Fix: correct that key on the command line or in the config file.") from err
+        message = str(err).rstrip()
+        end = "" if message.endswith((".", "!", "?")) else "."
+        raise ConfigError(f"{message}{end} Fix: correct that key on the command line or in the config file.") from err
 
 
 def _model_type_name(config):

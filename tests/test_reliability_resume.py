@@ -107,3 +107,14 @@ def test_resume_of_another_model_is_refused(tiny_data, tmp_path, monkeypatch):
     assert len(state) == 1 and "state_dict" in torch.load(state[0], weights_only=True)
     with pytest.raises(ConfigError, match="SASRec"):
         run_recbole_genrec("GRU4Rec", "tiny", config_dict=dict(config, resume=state[0]))
+
+
+def test_trainers_without_epochs_are_left_alone():
+    from recbole.trainer.trainer import AbstractTrainer
+
+    from recbole_genrec.resume import with_resume_state
+
+    class OneShotTrainer(AbstractTrainer):
+        pass
+
+    assert with_resume_state(OneShotTrainer) is OneShotTrainer

@@ -79,7 +79,8 @@ def _is_writer(config):
 class ResumeState(TrainerHook):
     """Keeps ``<run>.resume.pth`` up to date and, after :func:`resume_from_config`, continues from one.
 
-    Declared by ``save_resume_state`` (or ``resume``). The state is written at the start of every
+    Declared by ``save_resume_state`` (or ``resume``) for RecBole's epoch-based trainers (a
+    decision-tree trainer trains in one step: nothing to resume). The state is written at the start of every
     epoch after the first of this ``fit`` (the previous epoch is trained, validated and saved) and
     once more, marked finished, when ``fit`` ends.
     """
@@ -163,6 +164,11 @@ def resume_from_config(config, trainer, train_data):
     """Apply ``--resume`` (if set) to a freshly built ``trainer``; returns the file used or None."""
     if not config["resume"]:
         return None
+    if trainer.hook(ResumeState) is None:
+        raise ConfigError(
+            f"--resume: {type(trainer).__name__} trains in one step (no epochs), so there is nothing to resume. "
+            "Fix: drop --resume."
+        )
     path = find_resume_file(config)
     logger = getLogger()
     state = _load(path, config["device"])

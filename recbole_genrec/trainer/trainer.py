@@ -20,14 +20,18 @@ from recbole_genrec.safe_io import unique_checkpoint_path
 from recbole_genrec.trainer.hooks import DeclaresHooks, StopTraining, TimeBudget, WarmupSchedule
 
 
-def hooks_for(config, model):
-    """The hooks of one training run: the model's own, then those its config declares."""
+def hooks_for(config, model, epoch_based=True):
+    """The hooks of one training run: the model's own, then those its config declares.
+
+    ``epoch_based``: the trainer trains in epochs (RecBole's ``Trainer`` family; not the
+    one-step decision-tree trainers), so a resume state applies.
+    """
     hooks = list(model.trainer_hooks(config)) if isinstance(model, DeclaresHooks) else []
     if config["lr_scheduler"] is not None:
         hooks.append(WarmupSchedule(config["lr_scheduler"], config["warmup_steps"], config["warmup_ratio"]))
     if config["train_time_budget"] is not None:
         hooks.append(TimeBudget(config["train_time_budget"]))
-    if config["save_resume_state"] or config["resume"]:
+    if epoch_based and (config["save_resume_state"] or config["resume"]):
         hooks.append(ResumeState(save=config["save_resume_state"]))
     return hooks
 
@@ -39,7 +43,7 @@ class HookPoints:
         compat.apply(type(config))  # safe checkpoint save/load and CPU DDP for RecBole's trainer
         super().__init__(config, model)
         self.saved_model_file = unique_checkpoint_path(config)  # RecBole's name is per second
-        self.hooks = hooks_for(config, model)
+        self.hooks = hooks_for(config, model, epoch_based=isinstance(self, Trainer))
         self.epochs_run = 0
         self._phase = "test"
 
