@@ -12,6 +12,7 @@
 
 import collections
 import importlib
+import re
 import sys
 
 import numpy as np
@@ -83,7 +84,8 @@ def test_excused_models_are_zoo_models_with_a_checkable_reason():
         source = importlib.util.find_spec(
             f"{zoo_cases.FAMILY_PACKAGES[FAMILY[model]]}.{model.lower()}"
         ).origin
-        assert f"import {dependency}" in open(source, encoding="utf-8").read()
+        imports = re.compile(rf"^\s*(import|from)\s+{dependency}\b", re.MULTILINE)
+        assert imports.search(open(source, encoding="utf-8").read()), (model, dependency)
 
 
 # --- safe representation of other_parameter() ------------------------------------------------
@@ -181,14 +183,29 @@ def test_checkpoint_kinds_reload_with_weights_only(model, zoo_data, tmp_path, mo
     _assert_runs_and_reloads_safely(model, zoo_data, tmp_path, monkeypatch)
 
 
+def _assert_fails_for_its_reason(model, zoo_data, workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    dependency = zoo_cases.EXCUSED[model][1]
+    with pytest.raises(ImportError) as failure:
+        zoo_cases.run_case(model, FAMILY[model], zoo_data, workdir)
+    assert dependency in str(failure.value)  # it fails for the stated reason and no other
+
+
+@pytest.mark.parametrize("model", sorted(zoo_cases.EXCUSED))
+def test_an_excused_model_fails_only_for_its_missing_dependency(model, zoo_data, tmp_path, monkeypatch):
+    """Where the dependency is installed, hide it: the excuse must then hold and be the failure."""
+    dependency = zoo_cases.EXCUSED[model][1]
+    monkeypatch.setitem(sys.modules, dependency, None)  # `import dependency` raises ImportError
+    for name in [n for n in sys.modules if n.startswith("recbole.model.exlib_recommender")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert zoo_cases.excuse_holds(model)
+    _assert_fails_for_its_reason(model, zoo_data, tmp_path, monkeypatch)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", [name for name, _ in ZOO])
 def test_model_zoo(model, zoo_data, tmp_path, monkeypatch):
     if zoo_cases.excuse_holds(model):
-        reason, dependency = zoo_cases.EXCUSED[model]
-        monkeypatch.chdir(tmp_path)
-        with pytest.raises(ImportError) as failure:
-            zoo_cases.run_case(model, FAMILY[model], zoo_data, tmp_path)
-        assert dependency in str(failure.value)  # it fails for the stated reason and no other
-        return
-    _assert_runs_and_reloads_safely(model, zoo_data, tmp_path, monkeypatch)
+        _assert_fails_for_its_reason(model, zoo_data, tmp_path, monkeypatch)
+    else:
+        _assert_runs_and_reloads_safely(model, zoo_data, tmp_path, monkeypatch)
