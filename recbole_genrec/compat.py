@@ -112,7 +112,8 @@ def _plain_key(key):
 def encode_other_parameter(value):
     """``value`` (one entry of ``model.other_parameter()``) made of tensors and plain containers.
 
-    scipy sparse matrices become their index/value tensors, numpy arrays and scalars tensors,
+    scipy sparse matrices become their index/value tensors, numpy arrays (``np.matrix`` too)
+    and scalars tensors,
     ``nn.Module`` values their ``state_dict`` (restored into the live model's module on load),
     ``defaultdict`` a dict plus the name of its factory; lists, tuples and dicts are encoded
     item by item. Anything else is kept as it is (torch refuses it on a safe load, as before).
@@ -121,11 +122,12 @@ def encode_other_parameter(value):
         return {ENCODED_TAG: "module", "state_dict": value.state_dict()}
     if sp.issparse(value):
         return _encode_sparse(value)
-    if isinstance(value, (np.ndarray, np.generic)):
+    if type(value) in (np.ndarray, np.matrix) or isinstance(value, np.generic):
         tensor = _array_to_tensor(value)
         if tensor is None:
             return value
-        return {ENCODED_TAG: "numpy", "scalar": isinstance(value, np.generic), "tensor": tensor}
+        kind = "scalar" if isinstance(value, np.generic) else type(value).__name__
+        return {ENCODED_TAG: "numpy", "kind": kind, "tensor": tensor}
     if isinstance(value, collections.defaultdict):
         names = [n for n, f in _DEFAULT_FACTORIES.items() if f is value.default_factory]
         if not names:
@@ -146,8 +148,8 @@ def decode_other_parameter(value):
         if kind == "scipy.sparse":
             return _decode_sparse(value)
         if kind == "numpy":
-            array = value["tensor"].numpy()
-            return array[()] if value["scalar"] else array
+            array, kind = value["tensor"].numpy(), value["kind"]
+            return array[()] if kind == "scalar" else np.asmatrix(array) if kind == "matrix" else array
         if kind == "defaultdict":
             decoded = collections.defaultdict(_DEFAULT_FACTORIES[value["factory"]])
             decoded.update((k, decode_other_parameter(v)) for k, v in value["items"].items())

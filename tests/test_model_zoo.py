@@ -110,6 +110,7 @@ def test_arrays_scalars_containers_reload_safely(tmp_path, torch_default_allow_l
     ripple[np.int64(3)].append((torch.tensor([1, 2]), torch.tensor([0, 1]), torch.tensor([5, 6])))
     value = {
         "B": np.arange(6, dtype=np.float64).reshape(2, 3),
+        "M": np.asmatrix(np.eye(2, dtype=np.float32)),  # EASE's item_similarity
         "count": np.float32(2.5),
         "ripple_set": ripple,
         "nested": [np.ones(2, dtype=np.int32), ({"k": sp.eye(3, format="csr")},)],
@@ -119,6 +120,7 @@ def test_arrays_scalars_containers_reload_safely(tmp_path, torch_default_allow_l
     loaded = _save_and_safe_load(value, tmp_path / "c.pth")
     restored = {k: compat.decode_other_parameter(v) for k, v in loaded.items()}
     assert restored["B"].dtype == np.float64 and np.array_equal(restored["B"], value["B"])
+    assert type(restored["M"]) is np.matrix and np.array_equal(restored["M"], value["M"])
     assert isinstance(restored["count"], np.float32) and restored["count"] == np.float32(2.5)
     assert isinstance(restored["ripple_set"], collections.defaultdict)
     assert restored["ripple_set"].default_factory is list
@@ -209,3 +211,29 @@ def test_model_zoo(model, zoo_data, tmp_path, monkeypatch):
         _assert_fails_for_its_reason(model, zoo_data, tmp_path, monkeypatch)
     else:
         _assert_runs_and_reloads_safely(model, zoo_data, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("model", ["ItemKNN", "EASE", "SASRecF"])
+def test_resumed_checkpoint_rebuilds_other_parameters(model, zoo_data, tmp_path, monkeypatch):
+    """``Trainer.resume_checkpoint`` (the other reload path) rebuilds them: same kinds, same metrics."""
+    from recbole_genrec.config import Config
+    from recbole_genrec.quick_start import prepare_training
+    from recbole_genrec.utils import create_dataset
+
+    monkeypatch.chdir(tmp_path)
+    result, _ = zoo_cases.run_case(model, FAMILY[model], zoo_data, tmp_path)
+    config = Config(model, zoo_cases.DATASET, config_dict=zoo_cases.zoo_config(model, FAMILY[model], zoo_data, tmp_path))
+    _, _, test_data, fresh, trainer = prepare_training(config, create_dataset(config))
+
+    def kinds():
+        return {k: (type(v), getattr(v, "format", None)) for k, v in fresh.other_parameter().items()}
+
+    expected = kinds()
+    for key, value in fresh.other_parameter().items():
+        if isinstance(value, torch.nn.Module):
+            torch.nn.init.zeros_(next(value.parameters()))
+        else:
+            setattr(fresh, key, None)  # only the checkpoint can bring it back
+    trainer.resume_checkpoint(zoo_cases.checkpoint_files(tmp_path)[0])
+    assert kinds() == expected
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
