@@ -12,6 +12,7 @@
 
 import collections
 import importlib
+import importlib.util
 import re
 import sys
 
@@ -98,6 +99,8 @@ def test_sparse_matrices_reload_safely(fmt, kind, tmp_path, torch_default_allow_
     dense = (rng.random((7, 5)) * (rng.random((7, 5)) < 0.4)).astype(np.float32)
     matrix = kind(dense).asformat(fmt)
     assert matrix.nnz > 0
+    torch.save({"w": matrix}, tmp_path / "raw.pth")  # as RecBole saves it: refused
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(str(tmp_path / "raw.pth"))
     loaded = _save_and_safe_load({"w": matrix}, tmp_path / "c.pth")
     restored = compat.decode_other_parameter(loaded["w"])
     assert restored.format == fmt and type(restored) is type(matrix)
