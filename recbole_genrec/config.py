@@ -23,6 +23,7 @@ import os
 import sys
 from logging import getLogger
 
+import recbole.config
 import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.config.configurator import (
@@ -179,6 +180,11 @@ class Config(RecBoleConfig):
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         files = sorted(glob.glob(os.path.join(PROPERTIES_DIR, "*.yaml")))
+        # RecBole ships lightgbm.yaml/xgboost.yaml but looks for LightGBM.yaml/XGBoost.yaml:
+        # on a case-sensitive file system those models would start without their defaults
+        recbole_model_dir = os.path.join(os.path.dirname(recbole.config.__file__), "..", "properties", "model")
+        if not os.path.isfile(os.path.join(recbole_model_dir, f"{model}.yaml")):
+            files.insert(0, os.path.join(recbole_model_dir, f"{model.lower()}.yaml"))
         files.append(os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"))
         # a model inherits its base classes' defaults (TIGER.yaml, then TIGER_APAO.yaml), each
         # followed by its defaults on this dataset (model/ml-100k/TIGER.yaml: CPU-sized quick start)

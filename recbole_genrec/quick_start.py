@@ -14,6 +14,7 @@ import sys
 import time
 from logging import getLogger
 
+import torch
 import torch.distributed as dist
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
@@ -147,6 +148,7 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         "train_seconds": train_seconds,
         "test_seconds": test_seconds,
         "peak_rss_mb": peak_rss_mb(),
-        "num_params": sum(p.numel() for p in model.parameters()),
+        # RecBole's LightGBM/XGBoost models are boosters, not torch modules
+        "num_params": sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else None,
         "epochs_run": trainer.epochs_run,
     }

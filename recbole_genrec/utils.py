@@ -120,9 +120,13 @@ def create_dataset(config):
 
     Every dataset is built from the atomic files: RecBole's processed-dataset pickle is never
     loaded (:mod:`recbole_genrec.data.no_pickle`); semantic IDs come from our content-hashed cache.
+    The shims of :mod:`recbole_genrec.compat` are installed here (dataset loading and the models
+    built on it need some), the first RecBole path of a run.
     """
+    from recbole_genrec import compat
     from recbole_genrec.data.no_pickle import create_recbole_dataset, refuse_pickle_caches
 
+    compat.apply(type(config))
     check_dataset_files(config)
     refuse_pickle_caches(config)
     check_item_file(config)
