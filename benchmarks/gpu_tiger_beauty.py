@@ -176,10 +176,17 @@ def set_precision(config):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         if config["enable_amp"]:
-            torch.set_autocast_dtype("cuda", torch.bfloat16)
+            if hasattr(torch, "set_autocast_dtype"):
+                torch.set_autocast_dtype("cuda", torch.bfloat16)
+            else:  # torch < 2.4
+                torch.set_autocast_gpu_dtype(torch.bfloat16)
+    dtype = None
+    if config["enable_amp"]:
+        dtype = (torch.get_autocast_dtype(config["device"].type) if hasattr(torch, "get_autocast_dtype")
+                 else torch.get_autocast_gpu_dtype() if config["device"].type == "cuda" else torch.bfloat16)
     return {
         "enable_amp": bool(config["enable_amp"]),
-        "autocast_dtype": str(torch.get_autocast_dtype(config["device"].type)) if config["enable_amp"] else None,
+        "autocast_dtype": str(dtype) if dtype is not None else None,
         "tf32": config["device"].type == "cuda",
     }
 
