@@ -12,8 +12,8 @@ cosine to 0, beam 50 at test and 20 at validation). What this script changes, an
 * **Epochs.** The recipe is 200 epochs; they do not fit in the ~8 minutes of a lent H200. The
   script measures one training step and one validation batch on the GPU first (calibration,
   ~20 s), then takes the largest epoch count whose training and per-epoch validation fit the
-  remaining wall budget (``--minutes``, default 8.0, whole script, imports included), capped at the recipe's
-  200. The cosine schedule runs over those epochs (so it still ends at 0), and the warm-up
+  remaining wall budget (``--minutes``, default 8.0, whole script, imports included),
+  capped at the recipe's 200. The cosine schedule runs over those epochs (so it still ends at 0), and the warm-up
   keeps its share of the schedule (``warmup_steps * epochs / 200``). ``train_time_budget``
   (minutes) is set as a hard cap as well: no epoch starts after it, the best validation
   checkpoint is tested. ``--epochs N`` skips the calibration.
@@ -30,8 +30,8 @@ and NDCG@5/10 of both decoding modes beside the paper's TIGER and SASRec rows, w
 epochs, the calibration, the config and the device.
 
 The one command (the device machine has no network, no RecBole and numpy 2; see
-``benchmarks/gpu_run.sh``, which installs carried wheels and links the data), run from the
-checkout the device tool sends::
+``benchmarks/gpu_stage.sh`` fetches wheels and links the data here, ``benchmarks/gpu_run.sh``
+installs them there and runs this script), from the checkout the device tool sends::
 
     bash benchmarks/gpu_stage.sh           # here, once: wheels into .whl/, data link .gpu_data/
     # device tool:  run(command="bash benchmarks/gpu_run.sh", carry=[".whl", ".gpu_data/beauty/beauty.inter",
@@ -43,7 +43,8 @@ Smoke mode (CPU, < 1 minute; what ``tests/test_gpu_script.py`` runs on a synthet
 
 ``--smoke`` keeps the same code path with a 1-layer T5 (d_model 32), the first
 ``--max-users`` (100) users of the dataset (written to a temporary folder), 2 calibration
-steps, at most 2 epochs and a 0.3-minute training budget.
+steps, at most 2 epochs and a 0.8-minute wall budget (the training budget is what the
+calibration leaves of it).
 """
 
 import argparse

@@ -13,7 +13,7 @@ embeddings come from, and 1M x 64 keeps the run inside a shared 23 GB / 2-core m
    then the collision level (``tokenizer.collision.add_collision_level``): wall time and peak
    resident memory above the start of the stage.
 2. **Trie**: ``model.beam_search.PrefixTrie`` over the N codes: build time, the bytes of its
-   tables, peak RSS of the build, nodes and the largest fan-out ``K_t`` per depth, and how much
+   tables, peak memory of the build, nodes and the largest fan-out ``K_t`` per depth, and how much
    of the dense ``[n_nodes_t, K_t]`` tables is padding.
 3. **Beam search**: the package's ``beam_search`` driven by its ``T5StepDecoder`` over a
    ``transformers.T5ForConditionalGeneration`` built exactly as ``TIGER`` builds it (sizes
@@ -22,15 +22,19 @@ embeddings come from, and 1M x 64 keeps the run inside a shared 23 GB / 2-core m
    1-20 random catalogue items (the same lengths for every N). Users/second of encoder +
    beam search, constrained (trie) and unconstrained (full vocabulary + ``trie.lookup``),
    then of RecBole's final scatter into the ``[B, n_items]`` score matrix
-   (``TIGER.beam_to_scores``), each with its peak RSS above the start of the call.
+   (``TIGER.beam_to_scores``), each with its peak memory above the start of the call.
 
-Memory is read by a thread that samples this process's RSS every millisecond; the script
-re-executes itself with ``MALLOC_MMAP_THRESHOLD_`` fixed so that glibc returns every large
-block to the OS on free (otherwise freed buffers stay resident and later peaks hide).
+Memory: a thread samples glibc's ``mallinfo2`` (bytes handed out by malloc, heap + mmapped:
+torch's CPU tensors and numpy arrays) every 0.5 ms while the measured call runs, outside the
+timed passes; the tables report the peak above the value at the call's start. The script
+re-executes itself with ``MALLOC_MMAP_THRESHOLD_`` fixed at 128 KiB so that every large block is
+its own mapping (counted exactly, returned on free).
 Writes ``benchmarks/results/scale_1m.{json,md}`` (``--out`` to change).
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import platform
@@ -45,7 +49,6 @@ if os.environ.get(MMAP_ENV) is None and __name__ == "__main__":
     os.execv(sys.executable, [sys.executable] + sys.argv)
 
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,15 +64,30 @@ from recbole_genrec.tokenizer.rkmeans import residual_kmeans  # noqa: E402
 MB = float(1 << 20)
 
 
-class PeakRSS:
-    """Peak RSS (MiB) above the RSS at entry, sampled every ``interval`` seconds in a thread."""
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 
-    def __init__(self, interval=0.001):
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+_LIBC.mallinfo2.restype = _MallInfo2
+
+
+def malloc_in_use():
+    """Bytes malloc has handed out and not got back: heap chunks in use + mmapped chunks (glibc)."""
+    info = _LIBC.mallinfo2()
+    return info.uordblks + info.hblkhd
+
+
+class PeakMem:
+    """Peak of ``malloc_in_use()`` (MiB) above its value at entry, sampled every ``interval`` s in a
+    thread. Counts what is allocated (torch's CPU tensors, numpy arrays), not what stays resident."""
+
+    def __init__(self, interval=0.0005):
         self.interval = interval
-        self.proc = psutil.Process()
 
     def __enter__(self):
-        self.start = self.peak = self.proc.memory_info().rss
+        self.start = self.peak = malloc_in_use()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -77,13 +95,13 @@ class PeakRSS:
 
     def _sample(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self.peak = max(self.peak, malloc_in_use())
             time.sleep(self.interval)
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.peak = max(self.peak, malloc_in_use())
         self.delta_mb = (self.peak - self.start) / MB
 
 
@@ -97,7 +115,7 @@ def tokenize(n, dim, sid, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim), dtype=np.float32)
     out = {"items": n, "dim": dim, "embeddings_mb": x.nbytes / MB}
-    with PeakRSS() as mem:
+    with PeakMem() as mem:
         t0, c0 = time.perf_counter(), time.process_time()
         codes, _ = residual_kmeans(
             x, np.arange(n), levels=sid["rq_levels"], codebook_size=sid["rq_codebook_size"],
@@ -105,14 +123,14 @@ def tokenize(n, dim, sid, seed):
         )
         out["rkmeans_s"] = time.perf_counter() - t0
         out["rkmeans_cpu_s"] = time.process_time() - c0
-    out["rkmeans_peak_rss_mb"] = mem.delta_mb
+    out["rkmeans_peak_mb"] = mem.delta_mb
     out["collision_rate_3_levels"] = collision_rate(codes)
-    with PeakRSS() as mem:
+    with PeakMem() as mem:
         t0, c0 = time.perf_counter(), time.process_time()
         full = add_collision_level(codes, sid["rq_codebook_size"], dataset_name=f"synthetic-{n}")
         out["collision_level_s"] = time.perf_counter() - t0
         out["collision_level_cpu_s"] = time.process_time() - c0
-    out["collision_level_peak_rss_mb"] = mem.delta_mb
+    out["collision_level_peak_mb"] = mem.delta_mb
     out["collision_rate_4_levels"] = collision_rate(full)
     _, counts = np.unique(codes, axis=0, return_counts=True)
     out["max_group_size"] = int(counts.max())
@@ -123,7 +141,7 @@ def tokenize(n, dim, sid, seed):
 
 def build_trie(codes, sizes):
     codes_t = torch.as_tensor(codes, dtype=torch.long)
-    with PeakRSS() as mem:
+    with PeakMem() as mem:
         t0, c0 = time.perf_counter(), time.process_time()
         trie = PrefixTrie(codes_t, sizes, item_ids=torch.arange(1, len(codes) + 1))
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -135,7 +153,7 @@ def build_trie(codes, sizes):
     return trie, {
         "build_s": seconds,
         "build_cpu_s": cpu,
-        "build_peak_rss_mb": mem.delta_mb,
+        "build_peak_mb": mem.delta_mb,
         "tables_mb": table_bytes / MB,
         "nodes_per_depth": nodes,
         "max_fan_out_per_depth": fan_out,
@@ -200,7 +218,7 @@ def run_batch(model, trie, offsets, x, m, beam, constrained, n_items):
 
 def time_beam(model, trie, offsets, ids, mask, batch, beam, constrained, n_items, mem_batches=2):
     """users/s of encoder + beam search and of the score scatter (first batch untimed), then a
-    separate pass over ``mem_batches`` batches that samples the peak RSS of each part (the
+    separate pass over ``mem_batches`` batches that samples the peak memory of each part (the
     sampling thread is off while timing)."""
     batches = []
     for start in range(0, ids.shape[0], batch):
@@ -220,13 +238,13 @@ def time_beam(model, trie, offsets, ids, mask, batch, beam, constrained, n_items
                 search_cpu, scatter_cpu = search_cpu + ts[1], scatter_cpu + tc[1]
         search_mb, scatter_mb = [], []
         for x, m in batches[1 : 1 + mem_batches]:
-            with PeakRSS() as mem:
+            with PeakMem() as mem:
                 hidden = model.encoder(input_ids=x, attention_mask=m).last_hidden_state
                 decoder = T5StepDecoder(model, hidden, m, max_steps=trie.n_levels)
                 result = beam_search(decoder, trie, offsets, beam, constrained=constrained)
                 del decoder, hidden
             search_mb.append(mem.delta_mb)
-            with PeakRSS() as mem:
+            with PeakMem() as mem:
                 scores = TIGER.beam_to_scores(result.items, n_items + 1)
             scatter_mb.append(mem.delta_mb)
             del scores, result
@@ -235,8 +253,8 @@ def time_beam(model, trie, offsets, ids, mask, batch, beam, constrained, n_items
         "search_users_per_s": users / search_s, "scatter_users_per_s": users / scatter_s,
         "search_plus_scatter_users_per_s": users / (search_s + scatter_s),
         "search_users_per_cpu_s": users / search_cpu, "scatter_users_per_cpu_s": users / max(scatter_cpu, 1e-9),
-        "search_peak_rss_mb": max(search_mb), "scatter_peak_rss_mb": max(scatter_mb),
-        "search_peak_rss_mb_per_batch": search_mb, "scatter_peak_rss_mb_per_batch": scatter_mb,
+        "search_peak_mb": max(search_mb), "scatter_peak_mb": max(scatter_mb),
+        "search_peak_mb_per_batch": search_mb, "scatter_peak_mb_per_batch": scatter_mb,
         "score_matrix_mb": batch * (n_items + 1) * 4 / MB,
         "invalid_beams": invalid,
     }
@@ -256,6 +274,32 @@ def machine():
     }
 
 
+def reading(rows):
+    """Largest catalogue vs smallest: search memory and speed, and what the scatter costs."""
+    if len(rows) < 2:
+        return []
+    small, big = rows[0], rows[-1]
+    n0, n1 = small["tokenizer"]["items"], big["tokenizer"]["items"]
+    out = [f"Catalogue {n1:,} vs {n0:,} items ({n1 / n0:.0f}x), same users, batch and beam:", ""]
+    for a, b in zip(small["beam"], big["beam"]):
+        mode = "constrained" if a["constrained"] else "unconstrained"
+        out.append(
+            f"- beam {a['beam']}, {mode}: search peak memory {b['search_peak_mb']:.1f} vs {a['search_peak_mb']:.1f} MiB "
+            f"(x{b['search_peak_mb'] / a['search_peak_mb']:.2f}), search users per CPU second "
+            f"{b['search_users_per_cpu_s']:.1f} vs {a['search_users_per_cpu_s']:.1f} "
+            f"(x{b['search_users_per_cpu_s'] / a['search_users_per_cpu_s']:.2f}); the scatter into [B, n_items] "
+            f"peaks at {b['scatter_peak_mb']:.0f} MiB (the matrix itself: {b['score_matrix_mb']:.0f} MiB) and takes "
+            f"{100 * b['search_users_per_s'] / b['scatter_users_per_s'] / (1 + b['search_users_per_s'] / b['scatter_users_per_s']):.0f}% "
+            "of search + scatter wall time."
+        )
+    t0, t1 = small["trie"], big["trie"]
+    out += [
+        "", f"- trie: {t1['tables_mb']:.1f} MiB of tables for {n1:,} items ({t1['tables_mb'] * MB / n1:.0f} B/item; "
+        f"{t0['tables_mb'] * MB / n0:.0f} B/item at {n0:,}), built in {t1['build_cpu_s']:.2f} CPU s.",
+    ]
+    return out
+
+
 def write_md(path, res, command):
     rows = res["catalogues"]
     lines = [
@@ -267,24 +311,24 @@ def write_md(path, res, command):
         "the shared machine's memory; k-means cost is linear in the dimension).  ",
         f"Model: {res['model']} (random weights), {res['users']} users per setting, the first batch untimed.", "",
         "## Tokenization and trie", "",
-        "| items | residual k-means, wall / CPU (s) | its peak RSS (MiB) | 3-level collision rate | max group "
-        "| collision level, wall / CPU (s) | trie build, wall / CPU (s) | trie peak RSS (MiB) | trie tables (MiB) | nodes per depth | max fan-out K_t | padding share | CSR equivalent (MiB) |",
+        "| items | residual k-means, wall / CPU (s) | its peak memory (MiB) | 3-level collision rate | max group "
+        "| collision level, wall / CPU (s) | trie build, wall / CPU (s) | trie peak memory (MiB) | trie tables (MiB) | nodes per depth | max fan-out K_t | padding share | CSR equivalent (MiB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t, p = r["tokenizer"], r["trie"]
         lines.append(
-            f"| {t['items']:,} | {t['rkmeans_s']:.1f} / {t['rkmeans_cpu_s']:.1f} | {t['rkmeans_peak_rss_mb']:.0f} "
+            f"| {t['items']:,} | {t['rkmeans_s']:.1f} / {t['rkmeans_cpu_s']:.1f} | {t['rkmeans_peak_mb']:.0f} "
             f"| {t['collision_rate_3_levels']:.4f} | {t['max_group_size']} "
             f"| {t['collision_level_s']:.2f} / {t['collision_level_cpu_s']:.2f} | {p['build_s']:.2f} / {p['build_cpu_s']:.2f} "
-            f"| {p['build_peak_rss_mb']:.0f} "
+            f"| {p['build_peak_mb']:.0f} "
             f"| {p['tables_mb']:.1f} | {p['nodes_per_depth']} | {p['max_fan_out_per_depth']} | {p['padding_share']:.3f} "
             f"| {p['csr_equivalent_mb']:.1f} |"
         )
     lines += [
-        "", "## Beam search (users/s; peak RSS above the call's start, max over batches)", "",
-        "| items | beam | decoding | search users/s (per wall / per CPU s) | search peak RSS (MiB) "
-        "| scatter users/s (wall / CPU) | scatter peak RSS (MiB) "
+        "", "## Beam search (users/s; peak memory above the call's start, max over batches)", "",
+        "| items | beam | decoding | search users/s (per wall / per CPU s) | search peak memory (MiB) "
+        "| scatter users/s (wall / CPU) | scatter peak memory (MiB) "
         "| [B, n_items] float32 (MiB) | search + scatter users/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -292,11 +336,11 @@ def write_md(path, res, command):
         for b in r["beam"]:
             lines.append(
                 f"| {r['tokenizer']['items']:,} | {b['beam']} | {'constrained' if b['constrained'] else 'unconstrained'} "
-                f"| {b['search_users_per_s']:.1f} / {b['search_users_per_cpu_s']:.1f} | {b['search_peak_rss_mb']:.1f} "
+                f"| {b['search_users_per_s']:.1f} / {b['search_users_per_cpu_s']:.1f} | {b['search_peak_mb']:.1f} "
                 f"| {b['scatter_users_per_s']:.0f} / {b['scatter_users_per_cpu_s']:.0f} "
-                f"| {b['scatter_peak_rss_mb']:.1f} | {b['score_matrix_mb']:.1f} | {b['search_plus_scatter_users_per_s']:.1f} |"
+                f"| {b['scatter_peak_mb']:.1f} | {b['score_matrix_mb']:.1f} | {b['search_plus_scatter_users_per_s']:.1f} |"
             )
-    lines += ["", "## Reading", "", *res.get("notes", []), ""]
+    lines += ["", "## Reading (computed from the tables above)", "", *reading(rows), ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
@@ -311,7 +355,13 @@ def main():
     p.add_argument("--cpu-preset", action="store_true", help="TIGER.CPU_PRESET instead of the spec size")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "scale_1m"))
+    p.add_argument("--md-only", action="store_true", help="re-render <out>.md from <out>.json (no run)")
     args = p.parse_args()
+    if args.md_only:
+        with open(args.out + ".json") as f:
+            res = json.load(f)
+        write_md(args.out + ".md", res, res["command"])
+        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     sid, tiger_yaml = package_defaults()
     res = {"dim": args.dim, "users": args.users, "catalogues": [], "args": vars(args)}
