@@ -9,7 +9,8 @@
 # as cp312 manylinux wheels into .whl/ (git-ignored), the packages it lacks at this project's pins
 # (constraints.txt): recbole, colorlog, texttable, numpy, pandas (+ pytz, tzdata), transformers
 # (the version the package is tested with here; gpu_run.sh falls back to the machine's if it does
-# not import there). About 46 MB, inside the tool's 64 MiB.
+# not import there). About 46 MB, inside the tool's 64 MiB. If the machine's scipy/scikit-learn
+# refuse numpy 1.26, gpu_run.sh uses its numpy 2 through benchmarks/numpy1_aliases.py instead.
 #
 # The data is NOT copied: .gpu_data is a git-ignored symbolic link to ../shared/data, and the device
 # call carries the two files through it (the tool copies a carried path that runs through a link):
