@@ -244,3 +244,41 @@ def test_quick_start_end_to_end_with_semantic_id_dataset(tiny_data, tmp_path):
     out = run_recbole_genrec(model="TIGER", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path, **keys))
     assert set(out["test_result"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
     assert get_trainer(None, "TIGER") is TIGERTrainer
+
+
+# ------------------------------------------------------------------ code table
+
+
+def test_code_table_moves_with_the_model_and_one_table_per_tokenizer(tiny_data, tmp_path):
+    from recbole_genrec.model.sid_table import SemanticIDTable, tables_from_dataset
+
+    _, model, (train, _, _) = build(tiny_data, tmp_path)
+    table = model.sid
+    assert isinstance(table, SemanticIDTable) and model.item_tokens is table.item_tokens
+    assert not any(k.startswith("sid.") for k in model.state_dict())  # codes are data, not checkpointed
+    sid = train._dataset.item_sid
+    assert torch.equal(table.item_tokens[1:], sid[1:] + table.offsets) and (table.item_tokens[0] == 0).all()
+    assert table.trie.lookup(sid[1:]).tolist() == list(range(1, sid.shape[0]))
+    model.to("meta")  # every tensor of the table moves, the trie's included
+    assert {t.device.type for t in (table.offsets, table.item_tokens, table.prefix_id, table.n_prefixes)} == {"meta"}
+    assert {c.device.type for c in table.trie.children + table.trie.child_codes} == {"meta"}
+
+    class TwoTokenizers:
+        sid_codebook_sizes = [4, 4, 4]
+        item_sids = torch.stack([sid, torch.cat([sid[:1], sid[1:].flip(0)])])
+
+    tables = tables_from_dataset(TwoTokenizers())
+    assert len(tables) == 2 and torch.equal(tables[1].item_tokens[1:], sid[1:].flip(0) + tables[1].offsets)
+    items = torch.tensor([1, 2])
+    assert model.target_labels(items, tables[1])[:, :3].tolist() == tables[1].item_tokens[items].tolist()
+
+
+def test_cpu_preset_lives_in_one_yaml_that_the_ml100k_defaults_follow():
+    model_dir = os.path.dirname(YAML)
+    with open(os.path.join(model_dir, "TIGER-cpu.yaml")) as f:
+        preset = yaml.safe_load(f)
+    with open(os.path.join(model_dir, "ml-100k", "TIGER.yaml")) as f:
+        ml100k = yaml.safe_load(f)
+    assert set(preset) == {"n_layers", "d_model", "n_heads", "d_kv", "d_ff"}
+    assert {k: ml100k[k] for k in preset} == preset
+    assert not hasattr(TIGER, "CPU_PRESET")
