@@ -61,6 +61,16 @@ class StandInDataset:
         return self.n_items
 
 
+def hf_t5_of(model):
+    """transformers' T5 with the weights of ``model.t5`` (same parameter names), in the same mode."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    dims = vars(model.t5.dims)
+    hf = T5ForConditionalGeneration(T5Config(**dims, pad_token_id=0, decoder_start_token_id=0))
+    hf.load_state_dict(model.t5.state_dict())
+    return hf.train(model.training)
+
+
 def spec_model(tmp_path, **overrides):
     config = Config(model=TIGER, dataset="tiny", config_dict={"data_path": str(tmp_path), **overrides})
     return TIGER(config, StandInDataset(200, [256] * 4))
@@ -116,7 +126,7 @@ def test_loss_is_mean_token_ce_and_padding_invariant(tiny_data, tmp_path):
     ids, mask = model._interaction_inputs(batch)
     labels = model.target_labels(batch[model.POS_ITEM_ID])
     assert labels.shape[1] == 3 + 1 and (labels[:, -1] == model.eos_token).all()
-    hf = model.t5(input_ids=ids, attention_mask=mask, labels=labels).loss  # HF: CE over the 4 labels
+    hf = hf_t5_of(model)(input_ids=ids, attention_mask=mask, labels=labels).loss  # HF: CE over the 4 labels
     torch.testing.assert_close(loss, hf)
     # padding to MAX_ITEM_LIST_LENGTH instead of the batch maximum gives the same logits
     logits, _ = model.label_logits(batch)

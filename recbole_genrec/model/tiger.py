@@ -51,10 +51,9 @@ import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
-from transformers import T5Config, T5ForConditionalGeneration
 
 from recbole_genrec.model.beam_search import BeamResult, PrefixTrie, beam_search
-from recbole_genrec.model.layers import T5StepDecoder
+from recbole_genrec.model.t5 import T5, T5Dims, T5StepDecoder
 from recbole_genrec.model.sid_table import SemanticIDTable
 
 
@@ -99,24 +98,22 @@ class TIGER(SequentialRecommender):
         self.vocab_size = self.eos_token + 1
 
         n_dec = config["n_decoder_layers"]
-        self.t5_config = T5Config(
-            vocab_size=self.vocab_size,
-            d_model=config["d_model"],
-            d_kv=config["d_kv"],
-            d_ff=config["d_ff"],
-            num_layers=config["n_layers"],
-            num_decoder_layers=n_dec if n_dec is not None else config["n_layers"],
-            num_heads=config["n_heads"],
-            relative_attention_num_buckets=config["relative_attention_num_buckets"],
-            relative_attention_max_distance=config["relative_attention_max_distance"],
-            dropout_rate=config["dropout_prob"],
-            feed_forward_proj=config["feed_forward_proj"],
-            layer_norm_epsilon=1e-6,
-            pad_token_id=0,
-            eos_token_id=self.eos_token,
-            decoder_start_token_id=0,
+        self.t5 = T5(
+            T5Dims(
+                vocab_size=self.vocab_size,
+                d_model=config["d_model"],
+                d_kv=config["d_kv"],
+                d_ff=config["d_ff"],
+                num_layers=config["n_layers"],
+                num_decoder_layers=n_dec if n_dec is not None else config["n_layers"],
+                num_heads=config["n_heads"],
+                relative_attention_num_buckets=config["relative_attention_num_buckets"],
+                relative_attention_max_distance=config["relative_attention_max_distance"],
+                dropout_rate=config["dropout_prob"],
+                feed_forward_proj=config["feed_forward_proj"],
+            )
         )
-        self.t5 = T5ForConditionalGeneration(self.t5_config)
+        self.enable_amp = bool(config["enable_amp"])
         self.decode_stats = self._empty_stats()
 
     # ------------------------------------------------------------------ inputs
@@ -177,13 +174,17 @@ class TIGER(SequentialRecommender):
 
     # ------------------------------------------------------------------ T5 passes
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
-        return self.t5.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, S, d]
+        return self.t5.encode(input_ids, attention_mask)  # [B, S, d]
 
     def decode_logits(self, encoder_hidden, attention_mask, labels) -> torch.Tensor:
         """Teacher-forced logits ``[B, T, V]`` for ``labels [B, T]`` (decoder input = labels shifted right)."""
-        dec_in = torch.cat([labels.new_zeros(labels.shape[0], 1), labels[:, :-1]], 1)
-        out = self.t5(encoder_outputs=(encoder_hidden,), attention_mask=attention_mask, decoder_input_ids=dec_in)
-        return out.logits
+        logits, _ = self.t5.decode(self.shift_right(labels).unsqueeze(1), self.t5.cross_states(encoder_hidden, attention_mask))
+        return logits.squeeze(1)
+
+    @staticmethod
+    def shift_right(labels: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs of ``labels [..., T]``: the start token 0, then ``labels[..., :-1]``."""
+        return torch.cat([labels.new_zeros(*labels.shape[:-1], 1), labels[..., :-1]], -1)
 
     def label_logits(self, interaction, items=None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[B, L+1, V]`` and labels ``[B, L+1]`` of the target (or ``items``) under teacher forcing.
@@ -240,11 +241,15 @@ class TIGER(SequentialRecommender):
         beam_size = beam_size or self.eval_beam_size
         decoding = (decoding or self.decoding).lower()
         input_ids, mask = self._interaction_inputs(interaction, table)
-        hidden = self.encode(input_ids, mask)
-        decoder = T5StepDecoder(self.t5, hidden, mask, max_steps=table.n_levels)
-        return beam_search(
-            decoder, table.trie, table.offsets, beam_size, constrained=decoding == "constrained", on_step=on_step
-        )
+        with self.autocast(input_ids.device):
+            decoder = T5StepDecoder(self.t5, self.encode(input_ids, mask), mask)
+            return beam_search(
+                decoder, table.trie, table.offsets, beam_size, constrained=decoding == "constrained", on_step=on_step
+            )
+
+    def autocast(self, device):
+        """bfloat16 autocast when ``enable_amp`` is set (RecBole's trainer autocasts the training loss the same way)."""
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=self.enable_amp)
 
     def full_sort_predict(self, interaction):
         self._check_beam(self.eval_beam_size)

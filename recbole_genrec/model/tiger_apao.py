@@ -26,9 +26,9 @@ recomputed from scratch on every training batch.
 
 Pairwise cost. The encoder runs once per example. The positive goes through TIGER's own
 :meth:`label_logits` (so CE is TIGER's, from the same pass). The ``K`` negatives run through
-:class:`~recbole_genrec.model.layers.T5DecoderPass` (the decoder pass beam search also uses),
+:meth:`~recbole_genrec.model.t5.T5.decode` (the decoder pass of training and beam search),
 so that all ``K`` candidates of an example read **one** copy of its cross-attention keys/values
-(computed once per example, no repeated encoder states), with HF's dropout at HF's places. Their first code's log-prob is
+(computed once per example, no repeated encoder states), with T5's dropout at T5's places. Their first code's log-prob is
 read from the positive's step-0 distribution (the decoder's first position sees only the start
 token, so it is the same for every candidate), and only positions ``1..L-1`` go through the
 output layer.
@@ -61,7 +61,6 @@ import torch
 import torch.nn.functional as F
 
 from recbole_genrec.model import apao_losses as AL
-from recbole_genrec.model.layers import T5DecoderPass
 from recbole_genrec.model.tiger import TIGER
 
 APAO_LOSSES = ("none", "pointwise", "pairwise")
@@ -133,9 +132,8 @@ class TIGER_APAO(TIGER):
         neg_tokens = self.item_tokens[negatives]  # [B, K, L]
         first = logp_pos_all[:, 0].gather(1, neg_tokens[..., 0])  # [B, K]: step 0 sees only the start token
         if L > 1:
-            decoder = T5DecoderPass(self.t5, hidden, mask, max_len=L)
-            dec_in = torch.cat([neg_tokens.new_zeros(*neg_tokens.shape[:2], 1), neg_tokens[..., :-1]], -1)
-            neg_logits = self._tau(decoder(dec_in, first_output=1)[0]).float()  # [B, K, L-1, V]
+            cross = self.t5.cross_states(hidden, mask)  # once per example, shared by its K candidates
+            neg_logits = self._tau(self.t5.decode(self.shift_right(neg_tokens), cross, first_output=1)[0]).float()
             rest = neg_logits.gather(-1, neg_tokens[..., 1:, None]).squeeze(-1) - torch.logsumexp(neg_logits, -1)
             neg_logp = torch.cat([first.unsqueeze(-1), rest], -1)  # [B, K, L]
         else:
