@@ -97,3 +97,19 @@ def test_dropout_only_in_training_mode():
         a = ours(ids, mask, dec)
         torch.manual_seed(2)
         assert not torch.equal(a, ours(ids, mask, dec))
+
+
+def test_dropout_rate_and_expectation():
+    from recbole_genrec.model.t5 import T5Dropout
+
+    drop = T5Dropout(0.1).train()
+    torch.manual_seed(0)
+    x = torch.ones(400, 1000)
+    y = drop(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.9) < 0.003  # 400k draws: sd 0.0005
+    assert abs(y.mean().item() - 1.0) < 0.004
+    torch.testing.assert_close(torch.unique(y), torch.tensor([0.0, 65536 / (65536 - 6554)]))
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # the global RNG drives it: reproducible under a seed
+    assert torch.equal(drop.eval()(x), x)
