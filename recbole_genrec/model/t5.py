@@ -104,8 +104,10 @@ class T5LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        x = x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x
+        x = self.weight * (x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps))
+        if torch.is_autocast_enabled(x.device.type):  # every consumer is a linear: cast once, not per linear
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        return x
 
 
 class T5Attention(nn.Module):
@@ -137,8 +139,8 @@ class T5Attention(nn.Module):
         """``[..., T, d] -> [..., H, T, d_kv]``."""
         return lin(x).unflatten(-1, (self.n_heads, self.d_kv)).transpose(-2, -3)
 
-    def attend(self, q, k, v, mask) -> torch.Tensor:
-        """``softmax(q k^T + mask) v`` (4-D ``[batch, H, T, d_kv]``), merged heads through ``o``.
+    def mix(self, q, k, v, mask) -> torch.Tensor:
+        """``softmax(q k^T + mask) v`` of 4-D ``[batch, H, T, d_kv]`` inputs, heads merged: ``[batch, T, H*d_kv]``.
 
         Fused (``scaled_dot_product_attention``) unless the attention probabilities are dropped
         out (training): SDPA would then fall back to its unfused path with a Bernoulli mask.
@@ -148,7 +150,11 @@ class T5Attention(nn.Module):
             out = self.dropout(probs.to(v.dtype)) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=1.0)
-        return self.o(out.transpose(1, 2).flatten(2))  # [batch, T, H*d_kv] -> [batch, T, d]
+        return out.transpose(1, 2).flatten(2)
+
+    def attend(self, q, k, v, mask) -> torch.Tensor:
+        """:meth:`mix` through the output projection: ``[batch, T, d_model]``."""
+        return self.o(self.mix(q, k, v, mask))
 
 
 class T5LayerSelfAttention(nn.Module):
@@ -256,18 +262,31 @@ class T5(nn.Module):
 
     # ------------------------------------------------------------------ encoder
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``[B, S, d_model]`` encoder output of ``input_ids [B, S]`` (mask: 1/True on real tokens)."""
+        """``[B, S, d_model]`` encoder output of ``input_ids [B, S]`` (mask: 1/True on real tokens).
+
+        Every per-token layer (embedding, norms, projections, feed-forward) runs on the real
+        tokens only, packed; attention scatters them back to ``[B, S]``. Padded positions of the
+        output are 0 (every reader masks them); real positions equal T5's padded computation.
+        """
         stack = self.encoder
-        x = stack.dropout(stack.embed_tokens(input_ids))
-        S = input_ids.shape[1]
+        B, S = input_ids.shape
+        real = attention_mask.bool().flatten()
+        idx = None if bool(real.all()) else real.nonzero().squeeze(1)  # packed tokens' positions in B*S
+
+        def unpack(t):  # [n, c] packed -> [B*S, c]
+            return t if idx is None else t.new_zeros(B * S, t.shape[-1]).index_copy(0, idx, t)
+
+        x = stack.dropout(stack.embed_tokens(input_ids.flatten() if idx is None else input_ids.flatten()[idx]))
         mask = stack.self_bias(S, S, input_ids.device) + _padding_mask(attention_mask)  # [B, H, S, S]
         for block in stack.block:
             sa_layer, ff_layer = block.layer[0], block.layer[1]
             att = sa_layer.SelfAttention
             h = sa_layer.layer_norm(x)
-            x = x + sa_layer.dropout(att.attend(att.heads(att.q, h), att.heads(att.k, h), att.heads(att.v, h), mask))
+            q, k, v = (unpack(lin(h)).view(B, S, att.n_heads, att.d_kv).transpose(1, 2) for lin in (att.q, att.k, att.v))
+            mixed = att.mix(q, k, v, mask).flatten(0, 1)  # [B*S, H*d_kv]
+            x = x + sa_layer.dropout(att.o(mixed if idx is None else mixed[idx]))
             x = ff_layer(x)
-        return stack.dropout(stack.final_layer_norm(x))
+        return unpack(stack.dropout(stack.final_layer_norm(x))).view(B, S, -1)
 
     # ------------------------------------------------------------------ decoder
     def cross_states(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor) -> CrossStates:
