@@ -292,3 +292,19 @@ def test_cpu_preset_lives_in_one_yaml_that_the_ml100k_defaults_follow():
     assert set(preset) == {"n_layers", "d_model", "n_heads", "d_kv", "d_ff"}
     assert {k: ml100k[k] for k in preset} == preset
     assert not hasattr(TIGER, "CPU_PRESET")
+
+
+def test_enable_amp_trains_in_bf16_with_float32_weights_and_close_scores(tiny_data, tmp_path):
+    config, model, (train, _, test) = build(tiny_data, tmp_path, enable_amp=True)
+    assert model.enable_amp
+    trainer = TIGERTrainer(config, model)
+    trainer.fit(train, None, saved=False)  # RecBole's _train_epoch autocasts calculate_loss
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert math.isfinite(trainer.train_loss_dict[0])
+    model.eval()
+    interaction = next(iter(test))[0]
+    low = model.generate(interaction, beam_size=20)  # beam search under the same autocast
+    model.enable_amp = False
+    full = model.generate(interaction, beam_size=20)
+    assert torch.isfinite(low.scores).all() and (low.items > 0).all()
+    assert (low.scores - full.scores).abs().max() < 0.1  # bf16 matmuls, float32 log-softmax

@@ -11,7 +11,10 @@ feed-forward hidden layer, after each stack's final norm), no ``1/sqrt(d)`` atte
 input and output embeddings tied with the decoder output scaled by ``d_model ** -0.5``.
 Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` with the
 relative position bias and the padding/causal masks as one additive mask and ``scale=1``
-(fused kernels, bf16 under autocast).
+(fused kernels, bf16 under autocast) wherever its probabilities are not dropped out (evaluation,
+beam search); training keeps T5's dropout on them, unfused. Speed choices that keep T5's math:
+the encoder's per-token layers skip padding (:meth:`T5.encode`), dropout masks come from 16-bit
+random integers (:class:`T5Dropout`), and under autocast each norm casts its output once.
 
 :meth:`T5.decode` is the one decoder pass: ``B`` users x ``N`` rows (1 in training, beams
 in beam search, candidate items in APAO) x ``T`` new tokens, optionally after a cached
