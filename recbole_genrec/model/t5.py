@@ -151,6 +151,9 @@ class T5Attention(nn.Module):
         if self.training and self.dropout.threshold > 0:
             probs = torch.softmax(q @ k.transpose(-1, -2) + mask, dim=-1, dtype=torch.float32)
             out = self.dropout(probs.to(v.dtype)) @ v
+        elif q.shape[2] == 1 and k.shape[2] <= 16:  # one beam step over a short prefix: broadcasting beats (B*W*H) tiny matmuls
+            probs = torch.softmax((q * k).sum(-1).unsqueeze(-2) + mask, dim=-1, dtype=torch.float32)  # [.., H, 1, t]
+            out = (probs.transpose(-1, -2) * v).sum(-2, keepdim=True).to(v.dtype)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=1.0)
         return out.transpose(1, 2).flatten(2)
