@@ -193,7 +193,7 @@ def markdown(r):
     lines = [
         "# TIGER training speed on office batches (CPU, one thread)",
         "",
-        f"Command: `{r['command']}` (commit {r['commit']}, {r['date']})  ",
+        *[f"Command ({part}): `{cmd}`  " for part, cmd in r["commands"].items()],
         f"Machine: {r['machine']}; load average at start {r['load_start']} and end {r['load_end']} (shared CPU:",
         "compare the columns of one row, which ran interleaved).  ",
         "`hf` = transformers' T5ForConditionalGeneration with the model's weights and TIGER's former loss (the",
@@ -274,6 +274,8 @@ def main():
         with open(args.out + ".json") as f:
             old = json.load(f)
         report["speed"], report["quality"] = old.get("speed", {}), old.get("quality", [])
+        report["commands"] = old.get("commands", {})
+    report.setdefault("commands", {}).update({part: f"{report['command']} (commit {commit}, {report['date']})" for part in args.parts})
     if "speed" in args.parts:
         report["speed"] = {size: speed(size, args) for size in args.sizes}
     if "quality" in args.parts:
