@@ -305,7 +305,7 @@ def constrained_test(keys, work):
 
 
 def recbole_log():
-    """RecBole's log file of this run and its last invalid-ID line (logged by TIGERTrainer)."""
+    """RecBole's log file of this run and its last invalid-ID line (logged by the DecodeStats trainer hook)."""
     files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     if not files or not os.path.isfile(files[-1]):
         return None, None

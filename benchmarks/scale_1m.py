@@ -15,10 +15,10 @@ embeddings come from, and 1M x 64 keeps the run inside a shared 23 GB / 2-core m
 2. **Trie**: ``model.beam_search.PrefixTrie`` over the N codes: build time, the bytes of its
    tables, peak memory of the build, nodes and the largest fan-out ``K_t`` per depth, and how much
    of the dense ``[n_nodes_t, K_t]`` tables is padding.
-3. **Beam search**: the package's ``beam_search`` driven by its ``T5StepDecoder`` over a
-   ``transformers.T5ForConditionalGeneration`` built exactly as ``TIGER`` builds it (sizes
+3. **Beam search**: the package's ``beam_search`` driven by its ``T5StepDecoder`` over the
+   package's ``T5`` built exactly as ``TIGER`` builds it (sizes
    from ``properties/model/TIGER.yaml``, i.e. the spec size, or ``--cpu-preset`` for
-   ``TIGER.CPU_PRESET``), random weights (speed does not depend on training), histories of
+   ``properties/model/TIGER-cpu.yaml``), random weights (speed does not depend on training), histories of
    1-20 random catalogue items (the same lengths for every N). Users/second of encoder +
    beam search, constrained (trie) and unconstrained (full vocabulary + ``trie.lookup``),
    then of RecBole's final scatter into the ``[B, n_items]`` score matrix
@@ -56,7 +56,7 @@ sys.path.insert(0, ROOT)
 
 from recbole_genrec.config import PROPERTIES_DIR, load_yaml_file  # noqa: E402
 from recbole_genrec.model.beam_search import PrefixTrie, beam_search, level_offsets  # noqa: E402
-from recbole_genrec.model.layers import T5StepDecoder  # noqa: E402
+from recbole_genrec.model.t5 import T5, T5Dims, T5StepDecoder  # noqa: E402
 from recbole_genrec.model.tiger import TIGER  # noqa: E402
 from recbole_genrec.tokenizer.collision import add_collision_level, collision_rate  # noqa: E402
 from recbole_genrec.tokenizer.rkmeans import residual_kmeans  # noqa: E402
@@ -165,23 +165,21 @@ def build_trie(codes, sizes):
 
 
 def make_t5(sizes, tiger_yaml, cpu_preset):
-    """The T5 that ``TIGER.__init__`` builds (same T5Config fields), random weights, eval mode."""
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    keys = dict(tiger_yaml, **(TIGER.CPU_PRESET if cpu_preset else {}))
+    """The T5 that ``TIGER.__init__`` builds (same sizes), random weights, eval mode."""
+    preset = load_yaml_file(os.path.join(PROPERTIES_DIR, "model", "TIGER-cpu.yaml")) if cpu_preset else {}
+    keys = dict(tiger_yaml, **preset)
     n_user = int(keys["n_user_tokens"])
     eos = 1 + sum(sizes) + n_user
     n_dec = keys["n_decoder_layers"]
-    cfg = T5Config(
+    dims = T5Dims(
         vocab_size=eos + 1, d_model=keys["d_model"], d_kv=keys["d_kv"], d_ff=keys["d_ff"],
         num_layers=keys["n_layers"], num_decoder_layers=n_dec if n_dec is not None else keys["n_layers"],
         num_heads=keys["n_heads"], relative_attention_num_buckets=keys["relative_attention_num_buckets"],
         relative_attention_max_distance=keys["relative_attention_max_distance"],
         dropout_rate=keys["dropout_prob"], feed_forward_proj=keys["feed_forward_proj"],
-        layer_norm_epsilon=1e-6, pad_token_id=0, eos_token_id=eos, decoder_start_token_id=0,
     )
     torch.manual_seed(0)
-    model = T5ForConditionalGeneration(cfg).eval()
+    model = T5(dims).eval()
     size = {k: keys[k] for k in ("n_layers", "d_model", "d_ff", "n_heads", "d_kv")}
     size["params"] = sum(p.numel() for p in model.parameters())
     return model, size, 1 + sum(sizes), eos
@@ -206,8 +204,8 @@ def histories(codes, offsets, n_users, user_token, eos, seed):
 def run_batch(model, trie, offsets, x, m, beam, constrained, n_items):
     """Encoder + beam search, then the scatter; returns (result, scores, t_search, t_scatter)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    hidden = model.encoder(input_ids=x, attention_mask=m).last_hidden_state
-    decoder = T5StepDecoder(model, hidden, m, max_steps=trie.n_levels)
+    hidden = model.encode(x, m)
+    decoder = T5StepDecoder(model, hidden, m)
     result = beam_search(decoder, trie, offsets, beam, constrained=constrained)
     t1, c1 = time.perf_counter(), time.process_time()
     del decoder, hidden
@@ -239,8 +237,8 @@ def time_beam(model, trie, offsets, ids, mask, batch, beam, constrained, n_items
         search_mb, scatter_mb = [], []
         for x, m in batches[1 : 1 + mem_batches]:
             with PeakMem() as mem:
-                hidden = model.encoder(input_ids=x, attention_mask=m).last_hidden_state
-                decoder = T5StepDecoder(model, hidden, m, max_steps=trie.n_levels)
+                hidden = model.encode(x, m)
+                decoder = T5StepDecoder(model, hidden, m)
                 result = beam_search(decoder, trie, offsets, beam, constrained=constrained)
                 del decoder, hidden
             search_mb.append(mem.delta_mb)
@@ -352,7 +350,7 @@ def main():
     p.add_argument("--users", type=int, default=320, help="users per beam setting (first batch untimed)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--beams", type=int, nargs="+", default=[20, 50])
-    p.add_argument("--cpu-preset", action="store_true", help="TIGER.CPU_PRESET instead of the spec size")
+    p.add_argument("--cpu-preset", action="store_true", help="the CPU preset (TIGER-cpu.yaml) instead of the spec size")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "scale_1m"))
     p.add_argument("--md-only", action="store_true", help="re-render <out>.md from <out>.json (no run)")
@@ -373,7 +371,7 @@ def main():
         trie, trie_info = build_trie(codes, sizes)
         print(f"  trie {trie_info}", flush=True)
         model, size, user_token, eos = make_t5(sizes, tiger_yaml, args.cpu_preset)
-        res["model"] = ("TIGER.CPU_PRESET " if args.cpu_preset else "spec size (TIGER.yaml) ") + json.dumps(size)
+        res["model"] = ("CPU preset (TIGER-cpu.yaml) " if args.cpu_preset else "spec size (TIGER.yaml) ") + json.dumps(size)
         offsets = level_offsets(sizes)
         ids, mask = histories(codes, offsets, args.users, user_token, eos, args.seed)
         beams = []
