@@ -31,8 +31,12 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-import recbole_genrec  # noqa: E402,F401  (compat: the safe loader's allow-list for checkpoints)
 from conftest import tiny_config, write_tiny_dataset  # noqa: E402
+
+from recbole_genrec import compat  # noqa: E402
+from recbole_genrec.config import Config  # noqa: E402
+
+compat.allow_recbole_checkpoints(Config)  # this process reads the runs' checkpoints safely
 
 OUT = os.path.join(ROOT, "benchmarks", "results", "reliability")
 RUN = os.path.join(ROOT, "run_recbole_genrec.py")

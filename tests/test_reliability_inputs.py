@@ -65,7 +65,7 @@ def test_nan_titles_are_missing_text_with_a_warning(tmp_path, caplog):
     dataset = SequentialDataset(config)
     with caplog.at_level(logging.WARNING):
         catalog = item_catalog(config, dataset)
-    texts, info = catalog.texts, catalog.text_info
+    texts = catalog.texts
     by_item = dict(zip(dataset.field2id_token["item_id"][1:], texts))
     assert "nan" not in by_item["i1"].lower() and by_item["i1"].startswith("brand: ")
     assert by_item["i2"] == "item i2"  # nothing left: the documented fallback text
