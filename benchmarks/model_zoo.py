@@ -33,13 +33,13 @@ def run_one(model, family, data_path, workdir):
     os.chdir(workdir)  # RecBole writes ./log/
     try:
         result, seconds = zoo_cases.run_case(model, family, data_path, workdir)
+        unsafe = sorted(
+            {g for path in zoo_cases.checkpoint_files(workdir)
+             for g in torch.serialization.get_unsafe_globals_in_checkpoint(path)}
+        )
     except Exception as err:  # a failing model is a row of the table, not the end of the run
         traceback.print_exc()
         return dict(row, status="fail", reason=f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
-    unsafe = sorted(
-        {g for path in zoo_cases.checkpoint_files(workdir)
-         for g in torch.serialization.get_unsafe_globals_in_checkpoint(path)}
-    )
     metric, value = zoo_cases.headline_metric(result)
     return dict(
         row,
@@ -103,8 +103,11 @@ def main():
     stack = (
         f"Python {platform.python_version()}, RecBole {recbole.__version__}, torch {torch.__version__}, "
         f"numpy {numpy.__version__}, scipy {scipy.__version__}, "
-        f"lightgbm/xgboost/dgl importable: "
-        + "/".join(str(zoo_cases._module_importable(m)) for m in ("lightgbm", "xgboost", "dgl"))
+        "optional dependencies importable: "
+        + ", ".join(
+            f"{m} {'yes' if zoo_cases.module_importable(m) else 'no'}"
+            for m in ("lightgbm", "xgboost", "dgl", "torch_scatter")
+        )
     )
     with tempfile.TemporaryDirectory() as tmp:
         data_path = zoo_cases.write_zoo_dataset(os.path.join(tmp, "data"))

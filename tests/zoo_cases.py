@@ -36,7 +36,7 @@ N_USERS, N_ITEMS, N_ATTRIBUTES, N_RELATIONS = 40, 130, 30, 3
 EMBEDDING_DIM = 64  # the .ent/.rel vectors: GRU4RecKG's embedding_size, KSR's kg_embedding_size
 
 
-def _module_importable(name):
+def module_importable(name):
     try:
         importlib.import_module(name)
     except ImportError:
@@ -67,7 +67,7 @@ def excuse_holds(model):
     """True when ``model`` is excused and its reason is true here (the dependency does not import)."""
     if model not in EXCUSED:
         return False
-    return not _module_importable(EXCUSED[model][1])
+    return not module_importable(EXCUSED[model][1])
 
 
 def recbole_models():
@@ -208,11 +208,19 @@ def headline_metric(result):
 
 
 def checkpoint_files(workdir):
-    """The checkpoints a run wrote under ``workdir`` (its ``checkpoint_dir``)."""
+    """The torch checkpoints a run wrote under ``workdir`` (its ``checkpoint_dir``).
+
+    Not RecBole's LightGBM/XGBoost booster files (``*-temp.pth``, ``*-temp-best.pth``): those
+    are the boosters' own format, written and read by lightgbm/xgboost, not by torch.
+    """
     folder = os.path.join(str(workdir), "saved")
     if not os.path.isdir(folder):
         return []
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".pth"))
+    return sorted(
+        os.path.join(folder, f)
+        for f in os.listdir(folder)
+        if f.endswith(".pth") and not f.endswith(("-temp.pth", "-temp-best.pth"))
+    )
 
 
 def run_case(model, family, data_path, workdir):
