@@ -277,7 +277,7 @@ def main():
         report["commands"] = old.get("commands", {})
     report.setdefault("commands", {}).update({part: f"{report['command']} (commit {commit}, {report['date']})" for part in args.parts})
     if "speed" in args.parts:
-        report["speed"] = {size: speed(size, args) for size in args.sizes}
+        report["speed"].update({size: speed(size, args) for size in args.sizes})
     if "quality" in args.parts:
         report["quality"] = quality(args)
     report["load_end"] = tuple(round(x, 1) for x in os.getloadavg())
