@@ -96,6 +96,8 @@ def step_fns(model, trainer):
 
 def family(name):
     n = name.lower()
+    if n in ("aten::random_", "aten::ge"):  # T5Dropout's 16-bit mask
+        return "dropout"
     for key, words in (
         ("matmul (linear, bmm)", ("addmm", "mm", "matmul", "bmm", "linear")),
         ("attention (sdpa, softmax)", ("attention", "softmax", "sdpa", "flash")),
