@@ -96,6 +96,8 @@ def step_fns(model, trainer):
 
 def family(name):
     n = name.lower()
+    if n in ("aten::random_", "aten::ge"):  # T5Dropout's 16-bit mask
+        return "dropout"
     for key, words in (
         ("matmul (linear, bmm)", ("addmm", "mm", "matmul", "bmm", "linear")),
         ("attention (sdpa, softmax)", ("attention", "softmax", "sdpa", "flash")),
@@ -277,7 +279,7 @@ def main():
         report["commands"] = old.get("commands", {})
     report.setdefault("commands", {}).update({part: f"{report['command']} (commit {commit}, {report['date']})" for part in args.parts})
     if "speed" in args.parts:
-        report["speed"] = {size: speed(size, args) for size in args.sizes}
+        report["speed"].update({size: speed(size, args) for size in args.sizes})
     if "quality" in args.parts:
         report["quality"] = quality(args)
     report["load_end"] = tuple(round(x, 1) for x in os.getloadavg())
