@@ -126,6 +126,10 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
     test_seconds = time.perf_counter() - start
+    if config["save_predictions"] and config["local_rank"] == 0:  # per-instance top-N, valid + test
+        from recbole_genrec.analysis.predictions import save_from_run
+
+        logger.info(f"predictions saved to {save_from_run(config, model, train_data, valid_data, test_data)}")
 
     logger.info(
         "The running environment of this training is as follows:\n"
