@@ -22,6 +22,8 @@ read them from ``properties/overall.yaml``). :func:`select` never sees test data
 :func:`run_ensemble` chooses on ``valid`` and reports ``test``.
 """
 
+import os
+
 import numpy as np
 
 from recbole_genrec.errors import UserError
@@ -102,7 +104,7 @@ def per_instance(ranked, target, k=10):
 
 
 def list_metrics(ranked, target, topk=(10,)):
-    """RecBole-named means (``recall@k``, ``ndcg@k``, ``mrr@k``, ``hit@k``) of ranked lists."""
+    """RecBole-named means (``recall@k``, ``ndcg@k``, ``mrr@k``, ``hit@k``, ``precision@k``) of ranked lists."""
     rank = target_ranks(ranked, target)
     out = {}
     for k in topk:
@@ -111,6 +113,7 @@ def list_metrics(ranked, target, topk=(10,)):
         out[f"ndcg@{k}"] = float(np.where(inside, 1.0 / np.log2(rank + 1.0), 0.0).mean())
         out[f"mrr@{k}"] = float(np.where(inside, 1.0 / np.maximum(rank, 1), 0.0).mean())
         out[f"hit@{k}"] = out[f"recall@{k}"]
+        out[f"precision@{k}"] = out[f"recall@{k}"] / k
     return out
 
 
@@ -195,3 +198,45 @@ def run_ensemble(pred_a, pred_b, alphas, ks, taus, topk=(10,)):
         for name, m in result["test"].items()
     }
     return result
+
+
+GRID_KEYS = ("ensemble_alphas", "ensemble_ks", "ensemble_taus")
+
+
+def grids_from(overrides=()):
+    """The selection grids: ``properties/overall.yaml`` defaults, then ``--ensemble_*=[...]`` overrides."""
+    import yaml
+
+    from recbole_genrec.config import PROPERTIES_DIR, load_yaml_file
+
+    defaults = load_yaml_file(os.path.join(PROPERTIES_DIR, "overall.yaml"))
+    grids = {key: defaults[key] for key in GRID_KEYS}
+    for arg in overrides:
+        key, _, value = arg[2:].partition("=")
+        if key in grids:
+            grids[key] = yaml.safe_load(value)
+    return grids
+
+
+def compare_rows(paths, topk, overrides=()):
+    """Rows ``A+B fixed`` / ``A+B adaptive`` of the comparison table, for every pair of a model
+    that scores all items (A) with a generative model (B). ``paths``: {model: predictions file}."""
+    from recbole_genrec.analysis.predictions import check_compatible, load_predictions
+
+    preds = {m: load_predictions(p) for m, p in paths.items() if os.path.isfile(p)}
+    grids = grids_from(overrides)
+    rows = {}
+    for a_name, a in preds.items():
+        for b_name, b in preds.items():
+            if not a.scores_all_items or b.scores_all_items:
+                continue
+            check_compatible([a, b])
+            result = run_ensemble(a, b, grids["ensemble_alphas"], grids["ensemble_ks"], grids["ensemble_taus"], topk)
+            for kind in ("fixed", "adaptive"):
+                name = f"{a.model}+{b.model} {kind}"
+                if name in result["test"]:
+                    rows[f"{a_name}+{b_name} {kind}"] = {
+                        "test_result": result["test"][name],
+                        "ensemble": {"chosen": result["chosen"][kind], "gain_pct_ndcg@10": result["gain_pct"][name]},
+                    }
+    return rows

@@ -111,22 +111,30 @@ def output_path(setting, model_name):
 
 def save_predictions(path, model, dataset_name, item_dataset, splits, top_n, extra_meta=None):
     """Collect ``splits`` (``{"valid": loader, "test": loader}``) and write one file at ``path``."""
+    collected = {split: collect_predictions(model, loader, top_n) for split, loader in splits.items()}
+    item_sid = np.asarray(item_dataset.item_sid.cpu().numpy()) if is_generative(model) else None
+    return write_predictions(
+        path, collected, type(model).__name__, dataset_name, item_mapping_digest(item_dataset),
+        scores_all_items=not is_generative(model), item_sid=item_sid, extra_meta=extra_meta,
+    )
+
+
+def write_predictions(path, collected, model_name, dataset_name, item_mapping, scores_all_items, item_sid=None, extra_meta=None):
+    """Write ``collected`` (``{split: {field: array}}``, the ``FIELDS``) with its header, atomically."""
     arrays, meta_splits = {}, {}
-    for split, loader in splits.items():
-        pred = collect_predictions(model, loader, top_n)
-        for name, value in pred.items():
-            arrays[f"{split}__{name}"] = value
+    for split, pred in collected.items():
+        for name in FIELDS:
+            arrays[f"{split}__{name}"] = np.asarray(pred[name])
         meta_splits[split] = {"n": int(len(pred["user"])), "instances": instance_digest(split, pred["user"], pred["target"])}
-    if is_generative(model):
-        arrays["item_sid"] = np.asarray(item_dataset.item_sid.cpu().numpy())
+    if item_sid is not None:
+        arrays["item_sid"] = np.asarray(item_sid)
     meta = {
         "format": FORMAT,
-        "model": type(model).__name__,
+        "model": model_name,
         "dataset": dataset_name,
-        "top_n": max(int(arrays[f"{split}__items"].shape[1]) for split in splits),
-        "scores_all_items": not is_generative(model),
-        "n_items": int(model.n_items),
-        "item_mapping": item_mapping_digest(item_dataset),
+        "top_n": max(int(arrays[f"{split}__items"].shape[1]) for split in collected),
+        "scores_all_items": bool(scores_all_items),
+        "item_mapping": item_mapping,
         "splits": meta_splits,
         **(extra_meta or {}),
     }
