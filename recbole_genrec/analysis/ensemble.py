@@ -110,7 +110,7 @@ def list_metrics(ranked, target, topk=(10,)):
     for k in topk:
         inside = (rank > 0) & (rank <= k)
         out[f"recall@{k}"] = float(inside.mean())
-        out[f"ndcg@{k}"] = float(np.where(inside, 1.0 / np.log2(rank + 1.0), 0.0).mean())
+        out[f"ndcg@{k}"] = float(np.where(inside, 1.0 / np.log2(np.maximum(rank, 1) + 1.0), 0.0).mean())
         out[f"mrr@{k}"] = float(np.where(inside, 1.0 / np.maximum(rank, 1), 0.0).mean())
         out[f"hit@{k}"] = out[f"recall@{k}"]
         out[f"precision@{k}"] = out[f"recall@{k}"] / k
