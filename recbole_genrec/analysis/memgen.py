@@ -54,6 +54,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -71,10 +72,12 @@ LABEL_VERSION = 1
 # --------------------------------------------------------------------------- sequences
 @dataclass
 class Sequences:
-    """Item sequences as one flat array: sequence ``k`` is ``items[offsets[k]:offsets[k+1]]``."""
+    """Item sequences as one flat array: sequence ``k`` is ``items[offsets[k]:offsets[k+1]]``
+    (``users[k]``: its RecBole user id, when known)."""
 
     items: np.ndarray
     offsets: np.ndarray
+    users: Optional[np.ndarray] = None
 
     @classmethod
     def from_lists(cls, seqs):
@@ -127,8 +130,7 @@ def train_sequences(train_dataset):
     mask = np.ones(offsets[-1], dtype=bool)
     mask[pos_first] = False
     items[mask] = target
-    seqs = Sequences(items, offsets)
-    seqs.users = uid[starts]
+    seqs = Sequences(items, offsets, uid[starts])
     assert len(seqs) == n_users
     return seqs
 
@@ -204,7 +206,7 @@ class TransitionSets:
             rows.append(a)
             cols.append(b)
             r, c = np.concatenate(rows), np.concatenate(cols)
-            m = sp.csr_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n_items, n_items))
+            m = sp.csr_matrix((np.ones(len(r), dtype=np.int32), (r, c)), shape=(n_items, n_items))
             m.sum_duplicates()  # also sorts the column indices of every row
             m.data[:] = 1
             self.succ[h] = m
