@@ -301,3 +301,22 @@ def test_labelling_beauty_scale_takes_seconds():
     label_items(seqs, test, 4, n_items=n_items)
     label_tokens(seqs, test, unique_codes(n_items, (256, 256, 256)), 4)
     assert time.perf_counter() - start < 60
+
+
+def test_tradeoff_support_counts_and_purity_toy():
+    """§4.3: C_n counts training position pairs within the window; phi/psi are distance-1 ratios."""
+    codes = np.array([[0, 0], [0, 0], [0, 1], [1, 0], [1, 1]])  # items 1, 2 share their 1-prefix; so do 3, 4
+    seqs = Sequences.from_lists([[1, 2, 3], [1, 2], [1, 4]])
+    inst = instances([[1, 3], [1, 2]])  # 1 -> 3: distance 2 only (not memorization); 1 -> 2: memorization
+    item = label_items(seqs, inst, 4, n_items=5)
+    assert item.master.tolist() == [GEN, MEM]
+    ndcg = {"A": np.array([0.0, 1.0]), "B": np.array([0.5, 0.25])}
+    rows = memgen.support_bins(seqs, inst, item, codes, ndcg, window=4, depths=(1, 2), n_bins=1)
+    # n = 1: prefix pair (0 -> 1): position pairs 1->3, 2->3, 1->4 = 3; n = 2: exact 1 -> 3 = 1
+    assert [(r["n"], r["C_n"], r["N"], r["Δ"]) for r in rows] == [(1, "C=0", 0, rows[0]["Δ"]), (1, "3-3", 1, 0.5),
+                                                                 (2, "C=0", 0, rows[2]["Δ"]), (2, "1-1", 1, 0.5)]
+    grid = memgen.purity_grid(seqs, inst, item, codes, ndcg, prefix=1, n_bins=1)
+    # phi(1 -> 2) = 2 of the 3 distance-1 moves from item 1; psi on 1-prefixes: the 4 moves from
+    # prefix 0 are 1->2, 2->3, 1->2, 1->4, of which 2 go to prefix 0 (1->2 twice): 0.5
+    assert grid[0]["phi bin"] == "1: 0.667-0.667"
+    assert list(grid[0])[1] == "psi 1 (0.50-0.50)" and grid[0]["N1"] == 1 and grid[0]["psi 1 (0.50-0.50)"] == -0.75

@@ -44,7 +44,9 @@ Choices where the spec is silent (documented here, used everywhere):
   2nd-symmetry_1..H, uncategorized) and the statistics as columns.
 * Models are scored per instance from their saved top-N lists: Recall@10 = target in the
   top 10, NDCG@10 = 1/log2(rank+1) (one target; equal to RecBole's metrics).
-* The §4.3 support/purity analyses and the §4.4 codebook study are not implemented.
+* §4.3 trade-offs (with item codes): support counts C_n count position pairs with multiplicity; φ and
+  ψ count distance-1 transitions with multiplicity; bins are equal-count by stable rank. The §4.4
+  codebook study (retraining TIGER per codebook) is not implemented.
 """
 
 import argparse
@@ -453,6 +455,82 @@ def token_matrix(item, token, n_levels):
     return rows, cols
 
 
+def _rank_bins(values, n_bins):
+    """Equal-count bins (0..n_bins-1) by value, ties broken by position (stable rank)."""
+    order = np.argsort(values, kind="stable")
+    bins = np.empty(len(values), dtype=np.int64)
+    bins[order] = (np.arange(len(values)) * n_bins) // max(len(values), 1)
+    return bins
+
+
+def _pair_counts(keys_train, queries):
+    """How often each query key occurs among the training keys (with multiplicity)."""
+    uniq, counts = np.unique(keys_train, return_counts=True)
+    pos = np.minimum(np.searchsorted(uniq, queries), max(len(uniq) - 1, 0))
+    return np.where((len(uniq) > 0) & (uniq[pos] == queries), counts[pos], 0) if len(uniq) else np.zeros(len(queries), np.int64)
+
+
+def support_bins(seqs, inst, item, codes, ndcg, window=4, depths=(1, 2, 3), n_bins=5):
+    """Spec §4.3(a): non-memorization instances, u = last history item; C_n = training position
+    pairs (i < j, j - i <= window) whose n-prefixes equal (P_n(u), P_n(v)); one bin for C_n = 0,
+    then ``n_bins`` equal-count bins of the positive counts. ``ndcg``: {model: per-instance NDCG@10}
+    (Δ = last model − first)."""
+    names = list(ndcg)
+    pairs = distance_pairs(seqs, window)
+    a = np.concatenate([p[0] for p in pairs])
+    b = np.concatenate([p[1] for p in pairs])
+    sel = np.flatnonzero((item.master != MEM) & (inst.length >= 1))
+    u, v = inst.at_distance(1)[sel], inst.target[sel]
+    rows = []
+    for n in depths:
+        pid = prefix_ids(codes, n)
+        size = int(pid.max()) + 1
+        count = _pair_counts(pid[a] * size + pid[b], pid[u] * size + pid[v])
+        groups = [("C=0", count == 0)]
+        pos = np.flatnonzero(count > 0)
+        if len(pos):
+            bins = _rank_bins(count[pos], n_bins)
+            for k in range(n_bins):
+                mask = np.zeros(len(count), dtype=bool)
+                mask[pos[bins == k]] = True
+                if mask.any():
+                    groups.append((f"{int(count[mask].min())}-{int(count[mask].max())}", mask))
+        for label, mask in groups:
+            row = {"n": n, "C_n": label, "N": int(mask.sum())}
+            for m in names:
+                row[m] = _mean(ndcg[m][sel], mask)
+            row["Δ"] = row[names[-1]] - row[names[0]] if mask.any() else float("nan")
+            rows.append(row)
+    return rows
+
+
+def purity_grid(seqs, inst, item, codes, ndcg, prefix=2, n_bins=4):
+    """Spec §4.3(b): memorization instances; item purity phi = #(u -> v) / #(u -> any) at distance 1,
+    prefix purity psi = the same on ``prefix``-prefixes; mean Δ (last model − first) per cell of the
+    ``n_bins`` x ``n_bins`` equal-count grid (phi rows, psi columns)."""
+    names = list(ndcg)
+    a, b = distance_pairs(seqs, 1)[0]
+    sel = np.flatnonzero(item.master == MEM)
+    u, v = inst.at_distance(1)[sel], inst.target[sel]
+    n_items = int(max(codes.shape[0], a.max(initial=0) + 1))
+    phi = _pair_counts(a * n_items + b, u * n_items + v) / np.maximum(_pair_counts(a, u), 1)
+    pid = prefix_ids(codes, prefix)
+    size = int(pid.max()) + 1
+    psi = _pair_counts(pid[a] * size + pid[b], pid[u] * size + pid[v]) / np.maximum(_pair_counts(pid[a], pid[u]), 1)
+    delta = ndcg[names[-1]][sel] - ndcg[names[0]][sel]
+    rb, cb = _rank_bins(phi, n_bins), _rank_bins(psi, n_bins)
+    rows = []
+    for r in range(n_bins):
+        row = {"phi bin": f"{r + 1}: {phi[rb == r].min():.3f}-{phi[rb == r].max():.3f}" if (rb == r).any() else str(r + 1)}
+        for c in range(n_bins):
+            mask = (rb == r) & (cb == c)
+            lo, hi = (psi[cb == c].min(), psi[cb == c].max()) if (cb == c).any() else (np.nan, np.nan)
+            row[f"psi {c + 1} ({lo:.2f}-{hi:.2f})"] = _mean(delta, mask)
+            row[f"N{c + 1}"] = int(mask.sum())
+        rows.append(row)
+    return rows
+
+
 def msp_bins(msp, item, ndcg, n_bins=5):
     """Equal-count MSP bins (ties broken by rank), with the memorization share and each model's NDCG@10."""
     order = np.argsort(msp, kind="stable")
@@ -685,6 +763,20 @@ def analyse(config, prediction_paths, out, split="test"):
         sections += [f"## Token lens (Fig. 4; codes of {code_model}; non-memorization instances, row %)", "",
                      markdown(trows, pct=cols), ""]
         plot_tokens(os.path.join(out, "tokens.png"), trows, cols, f"{config['dataset']}: item-level type → token category")
+    if codes is not None:
+        ndcg_by = {n: sc[1] for n, sc in scores.items()}
+        srows = support_bins(seqs, instances[split], item, codes, ndcg_by, int(config["memgen_support_window"]),
+                             tuple(config["memgen_support_depths"]))
+        prows = purity_grid(seqs, instances[split], item, codes, ndcg_by, int(config["memgen_purity_prefix"]))
+        summary["support_bins"], summary["purity_grid"] = srows, prows
+        write_csv(os.path.join(out, "support_bins.csv"), srows)
+        write_csv(os.path.join(out, "purity_grid.csv"), prows)
+        sections += [f"## Trade-off (§4.3a): non-memorization instances by prefix support C_n (window "
+                     f"{config['memgen_support_window']}; per-instance NDCG@10, Δ = {names[-1]} − {names[0]})", "",
+                     markdown(srows), "",
+                     f"## Trade-off (§4.3b): memorization instances, mean Δ NDCG@10 ({names[-1]} − {names[0]}) by item "
+                     f"purity φ (rows) and {config['memgen_purity_prefix']}-prefix purity ψ (columns), quartiles", "",
+                     markdown(prows), ""]
     msp_index = next((i for i, p in enumerate(preds) if p.scores_all_items), None)
     if msp_index is not None:
         msp = preds[msp_index].split(split)["msp"]
