@@ -19,9 +19,11 @@ and writes benchmarks/results/memgen_office.{md,json} with the spec §6/§8 patt
 """
 
 import argparse
+import ast
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -42,6 +44,24 @@ def run_analysis(pred_dir, a, b):
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     with open(os.path.join(out, "summary.json")) as f:
         return json.load(f), " ".join(["python"] + cmd[1:])
+
+
+def training_summary(log_path):
+    """From a run_recbole_genrec log: the command, epochs trained, budget stop, best valid and test lines."""
+    text = open(log_path, errors="replace").read()
+    argv = re.search(r"INFO  (\[.run_recbole_genrec\.py.*?\])", text)
+    epochs = re.findall(r"epoch (\d+) training \[time: ([\d.]+)s", text)
+    valid = re.findall(r"valid result: \n?(.*ndcg@10 : [\d.]+)", text)
+    test = re.search(r"test result\S*\s*: (.*)", text)
+    budget = re.search(r"train_time_budget of .* spent after (\d+) epochs", text)
+    return {
+        "command": shlex.join(ast.literal_eval(argv.group(1))) if argv else None,  # the logged sys.argv list
+        "epochs_trained": len(epochs),
+        "seconds_per_epoch": float(np.mean([float(t) for _, t in epochs])) if epochs else None,
+        "budget_stop": budget.group(0) if budget else None,
+        "valid_ndcg@10": [float(m) for m in re.findall(r"ndcg@10 : ([\d.]+)", " ".join(valid))],
+        "test": test.group(1).strip() if test else None,
+    }
 
 
 def fmt(v, pct=False):
@@ -208,13 +228,24 @@ def main():
         lines += ["## Spec §6/§8 patterns: ours against the paper's", "", "| pattern (spec) | ours | holds |", "|---|---|---|"]
         lines += [f"| {c} | {o} | {h} |" for c, o, h in patterns(tig, gru)]
         lines.append("")
-    lines += ["## Commands", "", "```"] + commands + ["```", ""]
+    training = {}
     if args.logs:
-        lines += ["Training logs summarised in the section above were read from " + args.logs, ""]
+        for model in ("SASRec", "GRU4Rec", "TIGER"):
+            path = os.path.join(args.logs, f"{model.lower()}.log")
+            if os.path.isfile(path):
+                training[model] = training_summary(path)
+        lines += ["## Training runs (from their logs)", "", "| model | epochs trained | s / epoch | valid NDCG@10 per evaluation | budget |",
+                  "|---|---|---|---|---|"]
+        for model, t in training.items():
+            lines.append(f"| {model} | {t['epochs_trained']} | {t['seconds_per_epoch'] or 0:.0f} | "
+                         f"{', '.join(f'{v:.4f}' for v in t['valid_ndcg@10'])} | {t['budget_stop'] or '—'} |")
+        lines += ["", "Training commands (OMP_NUM_THREADS=1):", "", "```"]
+        lines += ["python " + t["command"] for t in training.values() if t["command"]] + ["```", ""]
+    lines += ["## Analysis commands", "", "```"] + commands + ["```", ""]
     with open(os.path.join(RESULTS, "memgen_office.md"), "w") as f:
         f.write("\n".join(lines))
     with open(os.path.join(RESULTS, "memgen_office.json"), "w") as f:
-        json.dump({"summaries": summaries, "commands": commands}, f, indent=1)
+        json.dump({"summaries": summaries, "commands": commands, "training": training}, f, indent=1)
     print("\n".join(lines))
 
 
