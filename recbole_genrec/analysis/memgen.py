@@ -709,8 +709,8 @@ def analyse(config, prediction_paths, out, split="test"):
         )
     preds = [load_predictions(p) for p in prediction_paths]
     names = [p.model for p in preds]
-    if len(set(names)) < len(names):
-        names = [f"{p.model}({os.path.splitext(os.path.basename(p.path))[0]})" for p in preds]
+    if len(set(names)) < len(names):  # the same model twice: tell the columns apart
+        names = [f"{p.model}#{i + 1}" for i, p in enumerate(preds)]
     t0 = time.perf_counter()
     train_data, valid_data, test_data = load_splits(config)
     load_seconds = time.perf_counter() - t0
