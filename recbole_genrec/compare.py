@@ -171,7 +171,7 @@ def markdown_table(results, command):
     """Rows models, columns test metrics (best in bold), train seconds, peak memory."""
     metrics = metric_names(results)
     best = {
-        m: max(r["test_result"][m] for r in results.values() if "test_result" in r) for m in metrics
+        m: max(r["test_result"][m] for r in results.values() if m in r.get("test_result", {})) for m in metrics
     }
     header = ["model"] + metrics + ["train s", "epochs", "peak MB", "params"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -180,9 +180,13 @@ def markdown_table(results, command):
             lines.append(f"| {model} | " + " | ".join(["—"] * (len(header) - 2)) + f" | {r.get('error', '')} |")
             continue
         cells = [
+            "—" if m not in r["test_result"] else
             f"**{r['test_result'][m]:.4f}**" if r["test_result"][m] == best[m] else f"{r['test_result'][m]:.4f}"
             for m in metrics
         ]
+        if "ensemble" in r:  # A+B fixed/adaptive: fused saved predictions, nothing trained
+            lines.append(f"| {model} | " + " | ".join(cells + ["—"] * 4) + " |")
+            continue
         epochs = r.get("epochs_run") or "—"
         cells += [f"{r['train_seconds']:.0f}", str(epochs), f"{r['peak_rss_mb']:.0f}", f"{r['num_params']:,}"]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
@@ -258,6 +262,8 @@ def compare(argv=None):
     args, models, per_model, overrides = parse_args(argv)
     check_model_names(models.values())  # every name, before any model trains
     out = args.out or os.path.join("benchmarks", "results", f"compare_{args.dataset}")
+    if any(a.startswith("--save_predictions=") and a.endswith(".npz") for a in overrides) and len(models) > 1:
+        raise ConfigError("--save_predictions must name a folder (one <model>.npz each) when comparing several models.")
     os.makedirs(out, exist_ok=True)
     config_files = args.config_files.split() if args.config_files else []
     config_dict = {}
@@ -281,8 +287,23 @@ def compare(argv=None):
         print(f"[compare] {label}: {results[label].get('test_result', results[label].get('error'))}", flush=True)
         # written after every model: an interrupted comparison keeps what it finished
         table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
+    if any(a.startswith("--save_predictions=") for a in overrides):  # + A+B fixed / adaptive rows
+        table = add_ensemble_rows(out, dict(settings, commands=commands, model_config=per_model, results=results))
     print(table)
     return results
+
+
+def add_ensemble_rows(out, payload):
+    """Fuse the saved predictions of every (all-item model, generative model) pair (spec memgen §4)."""
+    from recbole_genrec.analysis.ensemble import compare_rows
+    from recbole_genrec.analysis.predictions import output_path
+
+    setting = next(a.partition("=")[2] for a in payload["overrides"] if a.startswith("--save_predictions="))
+    singles = [m for m, r in payload["results"].items() if "test_result" in r and "ensemble" not in r]
+    topk = sorted({int(name.split("@")[1]) for name in metric_names(payload["results"]) if "@" in name})
+    paths = {m: output_path(setting, m) for m in singles}
+    payload["results"].update(compare_rows(paths, topk or [10], payload["overrides"]))
+    return write_outputs(out, payload)
 
 
 def main():

@@ -130,6 +130,10 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     )
     test_seconds = time.perf_counter() - start
     discard_resume_state(trainer)  # finished: nothing left to resume
+    if config["save_predictions"] and config["local_rank"] == 0:  # per-instance top-N, valid + test
+        from recbole_genrec.analysis.predictions import save_from_run
+
+        logger.info(f"predictions saved to {save_from_run(config, model, train_data, valid_data, test_data)}")
 
     logger.info(
         "The running environment of this training is as follows:\n"
