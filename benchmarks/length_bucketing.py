@@ -28,11 +28,11 @@ from recbole_genrec.quick_start import prepare_training  # noqa: E402
 from recbole_genrec.utils import create_dataset  # noqa: E402
 
 OUT = os.path.join(ROOT, "benchmarks", "results", "length_bucketing_office")
+CPU_PRESET = os.path.join(ROOT, "recbole_genrec", "properties", "model", "TIGER-cpu.yaml")
 
 
 def make_config(buckets, args):
     keys = {
-        **TIGER.CPU_PRESET,
         "sid_file": os.path.join(ROOT, "..", "shared", "data", "office", "office.sid-rqkmeans.json"),
         "data_path": os.path.join(ROOT, "..", "shared", "data"),
         "checkpoint_dir": os.path.join(ROOT, "saved", f"bucketing_{buckets}"),
@@ -43,7 +43,7 @@ def make_config(buckets, args):
         "log_wandb": False, "state": "WARNING",
     }
     return Config(model=TIGER, dataset="office", config_dict=keys,
-                  config_file_list=[os.path.join(ROOT, "properties", "dataset", "office.yaml")], argv=[])
+                  config_file_list=[os.path.join(ROOT, "properties", "dataset", "office.yaml"), CPU_PRESET], argv=[])
 
 
 def run(buckets, args, dataset):

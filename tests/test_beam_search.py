@@ -1,4 +1,4 @@
-"""Prefix trie, KV-cached T5 step decoder and batched beam search against brute force."""
+"""Prefix trie, KV-cached T5 step decoder and batched beam search against brute force (and transformers' T5)."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
 from recbole_genrec.model.beam_search import PrefixTrie, beam_search, level_offsets
-from recbole_genrec.model.layers import T5StepDecoder
+from recbole_genrec.model.t5 import T5, T5Dims, T5StepDecoder
 
 SIZES = [4, 4, 4]  # tiny codebooks: 64 possible paths, vocab 1 + 12 + user + EOS = 15
 VOCAB = 1 + sum(SIZES) + 2
@@ -20,17 +20,27 @@ def random_codes(n_items, sizes=SIZES, seed=0):
     return paths[torch.randperm(len(paths), generator=g)[:n_items]]
 
 
+TINY = dict(
+    d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2, feed_forward_proj="relu",
+    dropout_rate=0.1, relative_attention_num_buckets=32, relative_attention_max_distance=128,
+)
+
+
 def tiny_t5(seed=0, vocab=VOCAB):
     torch.manual_seed(seed)
-    cfg = T5Config(
-        vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2,
-        feed_forward_proj="relu", dropout_rate=0.1, pad_token_id=0, decoder_start_token_id=0,
-    )
-    model = T5ForConditionalGeneration(cfg).eval()
+    model = T5(T5Dims(vocab_size=vocab, **TINY)).eval()
     # sharpen the untrained output distribution so the beam's choices matter
     with torch.no_grad():
         model.shared.weight.mul_(8.0)
     return model
+
+
+def hf_twin(model):
+    """transformers' T5 with ``model``'s weights (the reference the step decoder must match)."""
+    cfg = T5Config(vocab_size=model.dims.vocab_size, pad_token_id=0, decoder_start_token_id=0, **TINY)
+    hf = T5ForConditionalGeneration(cfg).eval()
+    hf.load_state_dict(model.state_dict())
+    return hf
 
 
 def encoder_batch(model, B=3, S=7, seed=1):
@@ -40,13 +50,14 @@ def encoder_batch(model, B=3, S=7, seed=1):
     mask[0, 4:] = False  # a shorter, padded history
     ids[~mask] = 0
     with torch.no_grad():
-        hidden = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = model.encode(ids, mask)
     return hidden, mask
 
 
 def teacher_forced_scores(model, hidden, mask, tokens):
     """Joint full-vocab log-prob of every token path ``tokens [P, L]`` for every user: ``[B, P]``."""
     B, P = hidden.shape[0], tokens.shape[0]
+    model = hf_twin(model)
     dec_in = torch.cat([torch.zeros(P, 1, dtype=torch.long), tokens[:, :-1]], 1)
     out = []
     with torch.no_grad():
@@ -61,7 +72,7 @@ def teacher_forced_scores(model, hidden, mask, tokens):
 
 
 def run_beam(model, hidden, mask, trie, beam, constrained=True):
-    decoder = T5StepDecoder(model, hidden, mask, max_steps=trie.n_levels)
+    decoder = T5StepDecoder(model, hidden, mask)
     return beam_search(decoder, trie, level_offsets(trie.codebook_sizes), beam, constrained=constrained)
 
 
@@ -105,8 +116,8 @@ def test_step_decoder_matches_hf_teacher_forcing():
     labels = torch.randint(1, VOCAB, (hidden.shape[0], 3))
     with torch.no_grad():
         dec_in = torch.cat([torch.zeros(hidden.shape[0], 1, dtype=torch.long), labels[:, :-1]], 1)
-        ref = model(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=dec_in).logits
-        dec = T5StepDecoder(model, hidden, mask, max_steps=3)
+        ref = hf_twin(model)(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=dec_in).logits
+        dec = T5StepDecoder(model, hidden, mask)
         steps = [dec.step(None, None)]
         parent = torch.zeros(hidden.shape[0], 1, dtype=torch.long)
         for t in range(2):
@@ -117,9 +128,10 @@ def test_step_decoder_matches_hf_teacher_forcing():
 def test_step_decoder_reorders_cache_per_beam():
     """Beams that swap/duplicate parents must see their own parent's prefix."""
     model = tiny_t5()
+    hf = hf_twin(model)
     hidden, mask = encoder_batch(model, B=2)
     with torch.no_grad():
-        dec = T5StepDecoder(model, hidden, mask, max_steps=3)
+        dec = T5StepDecoder(model, hidden, mask)
         dec.step(None, None)
         dec.step(torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.zeros(2, 3, dtype=torch.long))
         parent = torch.tensor([[2, 0, 2], [1, 1, 0]])
@@ -127,7 +139,7 @@ def test_step_decoder_reorders_cache_per_beam():
         first = torch.tensor([[1, 2, 3], [4, 5, 6]]).gather(1, parent)
         seq = torch.stack([torch.zeros_like(first), first, torch.tensor([[7, 8, 9], [10, 11, 12]])], -1)
         for b in range(2):
-            ref = model(
+            ref = hf(
                 encoder_outputs=(hidden[b : b + 1].expand(3, -1, -1),),
                 attention_mask=mask[b : b + 1].expand(3, -1),
                 decoder_input_ids=seq[b],
@@ -220,7 +232,7 @@ def test_on_step_sees_each_level_prefixes_of_the_final_beams():
     trie = PrefixTrie(codes, SIZES, item_ids=torch.arange(1, 31))
     hidden, mask = encoder_batch(model)
     seen = []
-    decoder = T5StepDecoder(model, hidden, mask, max_steps=3)
+    decoder = T5StepDecoder(model, hidden, mask)
     res = beam_search(decoder, trie, level_offsets(SIZES), 6, on_step=lambda t, c, s: seen.append(c.clone()))
     assert [c.shape[-1] for c in seen] == [1, 2, 3] and torch.equal(seen[-1], res.codes)
     for t in range(2):

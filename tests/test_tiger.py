@@ -61,6 +61,16 @@ class StandInDataset:
         return self.n_items
 
 
+def hf_t5_of(model):
+    """transformers' T5 with the weights of ``model.t5`` (same parameter names), in the same mode."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    dims = vars(model.t5.dims)
+    hf = T5ForConditionalGeneration(T5Config(**dims, pad_token_id=0, decoder_start_token_id=0))
+    hf.load_state_dict(model.t5.state_dict())
+    return hf.train(model.training)
+
+
 def spec_model(tmp_path, **overrides):
     config = Config(model=TIGER, dataset="tiny", config_dict={"data_path": str(tmp_path), **overrides})
     return TIGER(config, StandInDataset(200, [256] * 4))
@@ -116,7 +126,7 @@ def test_loss_is_mean_token_ce_and_padding_invariant(tiny_data, tmp_path):
     ids, mask = model._interaction_inputs(batch)
     labels = model.target_labels(batch[model.POS_ITEM_ID])
     assert labels.shape[1] == 3 + 1 and (labels[:, -1] == model.eos_token).all()
-    hf = model.t5(input_ids=ids, attention_mask=mask, labels=labels).loss  # HF: CE over the 4 labels
+    hf = hf_t5_of(model)(input_ids=ids, attention_mask=mask, labels=labels).loss  # HF: CE over the 4 labels
     torch.testing.assert_close(loss, hf)
     # padding to MAX_ITEM_LIST_LENGTH instead of the batch maximum gives the same logits
     logits, _ = model.label_logits(batch)
@@ -242,3 +252,41 @@ def test_quick_start_end_to_end_with_semantic_id_dataset(tiny_data, tmp_path):
     keys = {**SMALL, "beam_size": 20, "valid_beam_size": 10, "warmup_steps": 2, "sid_file": sid_path}
     out = run_recbole_genrec(model="TIGER", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path, **keys))
     assert set(out["test_result"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
+
+
+# ------------------------------------------------------------------ code table
+
+
+def test_code_table_moves_with_the_model_and_one_table_per_tokenizer(tiny_data, tmp_path):
+    from recbole_genrec.model.sid_table import SemanticIDTable, tables_from_dataset
+
+    _, model, (train, _, _) = build(tiny_data, tmp_path)
+    table = model.sid
+    assert isinstance(table, SemanticIDTable) and model.item_tokens is table.item_tokens
+    assert not any(k.startswith("sid.") for k in model.state_dict())  # codes are data, not checkpointed
+    sid = train._dataset.item_sid
+    assert torch.equal(table.item_tokens[1:], sid[1:] + table.offsets) and (table.item_tokens[0] == 0).all()
+    assert table.trie.lookup(sid[1:]).tolist() == list(range(1, sid.shape[0]))
+    model.to("meta")  # every tensor of the table moves, the trie's included
+    assert {t.device.type for t in (table.offsets, table.item_tokens, table.prefix_id, table.n_prefixes)} == {"meta"}
+    assert {c.device.type for c in table.trie.children + table.trie.child_codes} == {"meta"}
+
+    class TwoTokenizers:
+        sid_codebook_sizes = [4, 4, 4]
+        item_sids = torch.stack([sid, torch.cat([sid[:1], sid[1:].flip(0)])])
+
+    tables = tables_from_dataset(TwoTokenizers())
+    assert len(tables) == 2 and torch.equal(tables[1].item_tokens[1:], sid[1:].flip(0) + tables[1].offsets)
+    items = torch.tensor([1, 2])
+    assert model.target_labels(items, tables[1])[:, :3].tolist() == tables[1].item_tokens[items].tolist()
+
+
+def test_cpu_preset_lives_in_one_yaml_that_the_ml100k_defaults_follow():
+    model_dir = os.path.dirname(YAML)
+    with open(os.path.join(model_dir, "TIGER-cpu.yaml")) as f:
+        preset = yaml.safe_load(f)
+    with open(os.path.join(model_dir, "ml-100k", "TIGER.yaml")) as f:
+        ml100k = yaml.safe_load(f)
+    assert set(preset) == {"n_layers", "d_model", "n_heads", "d_kv", "d_ff"}
+    assert {k: ml100k[k] for k in preset} == preset
+    assert not hasattr(TIGER, "CPU_PRESET")

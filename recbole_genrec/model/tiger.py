@@ -1,41 +1,47 @@
-"""TIGER: generative retrieval over semantic IDs with a T5 encoder-decoder (spec: tiger.md).
+"""TIGER: generative retrieval over semantic IDs with a T5 encoder-decoder.
 
-Vocabulary (spec §3, MTGRec code layout; ``S = sid_codebook_sizes``, ``L = len(S)``)::
+Reference:
+    Shashank Rajput et al. "Recommender Systems with Generative Retrieval." NeurIPS 2023.
+
+Implementation follows the public code of the MTGRec authors (Zheng et al.), which produced the
+TIGER rows of their paper.
+
+Vocabulary (MTGRec code layout; ``S = sid_codebook_sizes``, ``L = len(S)``)::
 
     0                          pad (also the decoder start token)
     1 + sum(S[:d]) + c         level-d code c              (levels in order)
     1 + sum(S) + u             user token u, u < n_user_tokens (u = user_id mod n_user_tokens)
     1 + sum(S) + n_user_tokens EOS                          vocab_size = EOS + 1
 
+The codes come from a :class:`~recbole_genrec.model.sid_table.SemanticIDTable` (``self.sid``:
+offsets, item tokens, prefix trie, prefix ids), built from ``dataset.item_sid``; the methods
+that read codes take an optional ``table`` so a model over several tokenizers reuses them.
+
 Encoder input = ``[user] + codes(history, oldest -> newest) + [EOS]``, right-padded with 0
 **to the longest history of the batch** (not to MAX_ITEM_LIST_LENGTH: CPU time). Labels =
-``codes(target) + [EOS]``. Loss = token cross-entropy averaged over the L+1 labels (§5).
+``codes(target) + [EOS]``. Loss = token cross-entropy averaged over the L+1 labels.
 
 Scoring. ``predict`` and the beam both use the joint log-probability of the item's L code
 tokens, each a log-softmax over the full vocabulary (EOS not included: decoding stops after
 L tokens, as in the MTGRec code). So ``predict(u, i)`` equals the beam score of item ``i``.
 
-Ranking (DESIGN.md contract). ``full_sort_predict`` runs beam search (``decoding:
-constrained`` by default: prefix trie, only valid distinct items) and returns ``[B, n_items]``
-scores: the valid beam of rank ``r`` (0-based, counting valid beams only) gets
-``n_valid - r`` (>= 1), every other item ``i`` gets ``-1 - i / n_items`` (in (-2, -1],
-strictly ordered by item id so no two scores tie even when fewer than ``topk`` valid beams
-exist), the padding item ``-3``. RecBole's top-k is therefore exactly the beam order.
-``decoding: unconstrained`` reproduces the papers (full-vocabulary beams); invalid beams get
-no item (the "ignore invalid" reading of spec §6) and are counted in ``decode_stats``.
+Ranking. ``full_sort_predict`` runs beam search (``decoding: constrained`` by default: prefix
+trie, only valid distinct items) and returns ``[B, n_items]`` scores: the valid beam of rank
+``r`` (0-based, counting valid beams only) gets ``n_valid - r`` (>= 1), every other item ``i``
+gets ``-1 - i / n_items`` (in (-2, -1], strictly ordered by item id so no two scores tie even
+when fewer than ``topk`` valid beams exist), the padding item ``-3``. RecBole's top-k is
+therefore exactly the beam order. ``decoding: unconstrained`` reproduces the papers
+(full-vocabulary beams); invalid beams get no item (the "ignore invalid" reading) and are
+counted in ``decode_stats``.
 
-Beam sizes (spec §6): ``beam_size`` (50) at test, ``valid_beam_size`` (20) during
-training-time validation (``TIGERTrainer`` switches). Both must be >= max(topk).
+Beam sizes: ``beam_size`` at test, ``valid_beam_size`` during training-time validation
+(the ``ValidationBeam`` hook switches). Both must be >= max(topk).
 
-Design choices where the spec is silent: the decoder start token is 0 (= pad, as in T5);
+Design choices where the papers are silent: the decoder start token is 0 (= pad, as in T5);
 item codes are data (from the dataset), so they are not in the state_dict; APAO-style
 subclasses reuse :meth:`label_logits` / :meth:`label_log_probs` rather than the T5 internals.
-
-CPU preset (``TIGER.CPU_PRESET``, 0.31M params): 2+2 layers, d_model 64, 2 heads x 32,
-d_ff 256. On office (1 torch thread, shared 2-core CPU) the spec model trains at ~35
-samples/s and the preset at ~106 (benchmarks/results/decoding_office*.md); with
-``length_bucket_batches: 50`` (batches of similar history length) an office epoch takes
-41-50 s (4- or 5-token IDs; 2.4x faster, benchmarks/results/length_bucketing_office.md).
+Defaults: ``properties/model/TIGER.yaml``; a CPU-sized architecture:
+``properties/model/TIGER-cpu.yaml``.
 """
 
 import contextlib
@@ -45,19 +51,16 @@ import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
-from transformers import T5Config, T5ForConditionalGeneration
 
-from recbole_genrec.model.beam_search import BeamResult, PrefixTrie, beam_search, level_offsets
-from recbole_genrec.model.layers import T5StepDecoder
+from recbole_genrec.model.beam_search import BeamResult, PrefixTrie, beam_search
+from recbole_genrec.model.t5 import T5, T5Dims, T5StepDecoder
+from recbole_genrec.model.sid_table import SemanticIDTable
 from recbole_genrec.trainer.hooks import DecodeStats, DeclaresHooks, ValidationBeam
 
 
 class TIGER(DeclaresHooks, SequentialRecommender):
     input_type = InputType.POINTWISE
     needs_semantic_ids = True
-
-    # smaller model for 2-core CPU runs (README/ml-100k, benchmarks); override keys with these
-    CPU_PRESET = {"n_layers": 2, "d_model": 64, "n_heads": 2, "d_kv": 32, "d_ff": 256}
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -89,35 +92,29 @@ class TIGER(DeclaresHooks, SequentialRecommender):
             self._check_beam(beam, key)
         self.eval_beam_size = self.beam_size
 
-        # token layout (spec §3)
-        self.register_buffer("offsets", level_offsets(self.sid_codebook_sizes), persistent=False)  # [L]
-        self.user_token_start = 1 + sum(self.sid_codebook_sizes)
+        # token layout (spec §3): the code table, then user tokens, then EOS
+        self.sid = SemanticIDTable(item_sid, self.sid_codebook_sizes)
+        self.user_token_start = 1 + self.sid.n_tokens
         self.eos_token = self.user_token_start + self.n_user_tokens
         self.vocab_size = self.eos_token + 1
-        item_tokens = item_sid + self.offsets
-        item_tokens[0] = 0  # padding item -> pad tokens
-        self.register_buffer("item_tokens", item_tokens, persistent=False)  # [n_items, L]
-        self.trie = PrefixTrie.from_item_sid(item_sid, self.sid_codebook_sizes)
 
         n_dec = config["n_decoder_layers"]
-        self.t5_config = T5Config(
-            vocab_size=self.vocab_size,
-            d_model=config["d_model"],
-            d_kv=config["d_kv"],
-            d_ff=config["d_ff"],
-            num_layers=config["n_layers"],
-            num_decoder_layers=n_dec if n_dec is not None else config["n_layers"],
-            num_heads=config["n_heads"],
-            relative_attention_num_buckets=config["relative_attention_num_buckets"],
-            relative_attention_max_distance=config["relative_attention_max_distance"],
-            dropout_rate=config["dropout_prob"],
-            feed_forward_proj=config["feed_forward_proj"],
-            layer_norm_epsilon=1e-6,
-            pad_token_id=0,
-            eos_token_id=self.eos_token,
-            decoder_start_token_id=0,
+        self.t5 = T5(
+            T5Dims(
+                vocab_size=self.vocab_size,
+                d_model=config["d_model"],
+                d_kv=config["d_kv"],
+                d_ff=config["d_ff"],
+                num_layers=config["n_layers"],
+                num_decoder_layers=n_dec if n_dec is not None else config["n_layers"],
+                num_heads=config["n_heads"],
+                relative_attention_num_buckets=config["relative_attention_num_buckets"],
+                relative_attention_max_distance=config["relative_attention_max_distance"],
+                dropout_rate=config["dropout_prob"],
+                feed_forward_proj=config["feed_forward_proj"],
+            )
         )
-        self.t5 = T5ForConditionalGeneration(self.t5_config)
+        self.enable_amp = bool(config["enable_amp"])
         self.decode_stats = self._empty_stats()
 
     def trainer_hooks(self, config):
@@ -132,15 +129,32 @@ class TIGER(DeclaresHooks, SequentialRecommender):
                 f"list, so set {key} >= {self.max_topk}."
             )
 
-    def encoder_inputs(self, item_seq, item_seq_len, user_id=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    # the code table's tensors, as attributes of the model (read-only views of ``self.sid``)
+    @property
+    def item_tokens(self) -> torch.Tensor:
+        return self.sid.item_tokens
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        return self.sid.offsets
+
+    @property
+    def trie(self) -> PrefixTrie:
+        return self.sid.trie
+
+    def encoder_inputs(
+        self, item_seq, item_seq_len, user_id=None, table: Optional[SemanticIDTable] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``[user] + history codes + [EOS]`` padded to the batch's longest history.
 
         item_seq: ``[B, M]`` item ids, right-padded with 0 (RecBole layout); item_seq_len: ``[B]``.
+        ``table``: whose codes to use (default: the model's ``sid``).
         Returns input_ids ``[B, 2 + m*L]`` (m = max length in the batch) and its bool mask.
         """
-        B, L = item_seq.shape[0], self.n_levels
+        table = table or self.sid
+        B, L = item_seq.shape[0], table.n_levels
         m = max(int(item_seq_len.max()), 1)
-        tokens = self.item_tokens[item_seq[:, :m]].flatten(1)  # [B, m*L]; padding items -> 0
+        tokens = table.item_tokens[item_seq[:, :m]].flatten(1)  # [B, m*L]; padding items -> 0
         ids = tokens.new_zeros(B, m * L + 2)
         if self.n_user_tokens > 0:
             uid = user_id if user_id is not None else torch.zeros_like(item_seq_len)
@@ -154,24 +168,28 @@ class TIGER(DeclaresHooks, SequentialRecommender):
         ids.scatter_(1, eos_pos.unsqueeze(1), self.eos_token)
         return ids, ids != 0
 
-    def _interaction_inputs(self, interaction):
+    def _interaction_inputs(self, interaction, table: Optional[SemanticIDTable] = None):
         user = interaction[self.USER_ID] if self.USER_ID in interaction else None
-        return self.encoder_inputs(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], user)
+        return self.encoder_inputs(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], user, table)
 
-    def target_labels(self, items) -> torch.Tensor:
-        """Labels ``[B, L+1]`` = the item's code tokens + EOS."""
+    def target_labels(self, items, table: Optional[SemanticIDTable] = None) -> torch.Tensor:
+        """Labels ``[B, L+1]`` = the item's code tokens (of ``table``, default ``sid``) + EOS."""
         eos = torch.full_like(items, self.eos_token).unsqueeze(1)
-        return torch.cat([self.item_tokens[items], eos], 1)
+        return torch.cat([(table or self.sid).item_tokens[items], eos], 1)
 
     # ------------------------------------------------------------------ T5 passes
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
-        return self.t5.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, S, d]
+        return self.t5.encode(input_ids, attention_mask)  # [B, S, d]
 
     def decode_logits(self, encoder_hidden, attention_mask, labels) -> torch.Tensor:
         """Teacher-forced logits ``[B, T, V]`` for ``labels [B, T]`` (decoder input = labels shifted right)."""
-        dec_in = torch.cat([labels.new_zeros(labels.shape[0], 1), labels[:, :-1]], 1)
-        out = self.t5(encoder_outputs=(encoder_hidden,), attention_mask=attention_mask, decoder_input_ids=dec_in)
-        return out.logits
+        logits, _ = self.t5.decode(self.shift_right(labels).unsqueeze(1), self.t5.cross_states(encoder_hidden, attention_mask))
+        return logits.squeeze(1)
+
+    @staticmethod
+    def shift_right(labels: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs of ``labels [..., T]``: the start token 0, then ``labels[..., :-1]``."""
+        return torch.cat([labels.new_zeros(*labels.shape[:-1], 1), labels[..., :-1]], -1)
 
     def label_logits(self, interaction, items=None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[B, L+1, V]`` and labels ``[B, L+1]`` of the target (or ``items``) under teacher forcing.
@@ -212,18 +230,31 @@ class TIGER(DeclaresHooks, SequentialRecommender):
             self.eval_beam_size = old
 
     @torch.no_grad()
-    def generate(self, interaction, beam_size: Optional[int] = None, decoding: Optional[str] = None, on_step=None) -> BeamResult:
-        """Beam search for every user of ``interaction``; beams best first (``on_step``: see beam_search)."""
+    def generate(
+        self,
+        interaction,
+        beam_size: Optional[int] = None,
+        decoding: Optional[str] = None,
+        on_step=None,
+        table: Optional[SemanticIDTable] = None,
+    ) -> BeamResult:
+        """Beam search for every user of ``interaction``; beams best first (``on_step``: see beam_search).
+
+        ``table``: the code table to decode (default: the model's ``sid``).
+        """
+        table = table or self.sid
         beam_size = beam_size or self.eval_beam_size
         decoding = (decoding or self.decoding).lower()
-        input_ids, mask = self._interaction_inputs(interaction)
-        hidden = self.encode(input_ids, mask)
-        if self.trie.device != hidden.device:
-            self.trie.to(hidden.device)
-        decoder = T5StepDecoder(self.t5, hidden, mask, max_steps=self.n_levels)
-        return beam_search(
-            decoder, self.trie, self.offsets, beam_size, constrained=decoding == "constrained", on_step=on_step
-        )
+        input_ids, mask = self._interaction_inputs(interaction, table)
+        with self.autocast(input_ids.device):
+            decoder = T5StepDecoder(self.t5, self.encode(input_ids, mask), mask)
+            return beam_search(
+                decoder, table.trie, table.offsets, beam_size, constrained=decoding == "constrained", on_step=on_step
+            )
+
+    def autocast(self, device):
+        """bfloat16 autocast when ``enable_amp`` is set (RecBole's trainer autocasts the training loss the same way)."""
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=self.enable_amp)
 
     def full_sort_predict(self, interaction):
         self._check_beam(self.eval_beam_size)

@@ -1,4 +1,9 @@
-"""TIGER_APAO: TIGER trained with APAO's prefix-aware objectives (spec: apao.md).
+"""TIGER_APAO: TIGER trained with APAO's prefix-aware objectives.
+
+Reference:
+    Yu et al. "APAO: Adaptive Prefix-Aware Optimization for Generative Recommendation."
+    arXiv:2603.02730, 2026. Where the paper is not public, the official code (yuyq18/APAO) is
+    the reference.
 
 TIGER is trained with token cross-entropy but served by beam search, which prunes by prefix.
 APAO adds a loss on every prefix length ``t = 1..L`` and weights the prefixes towards the
@@ -21,9 +26,9 @@ recomputed from scratch on every training batch.
 
 Pairwise cost. The encoder runs once per example. The positive goes through TIGER's own
 :meth:`label_logits` (so CE is TIGER's, from the same pass). The ``K`` negatives run through
-:func:`candidate_decoder_logits`, HF-T5's decoder re-expressed so that all ``K`` candidates of
-an example read **one** copy of its cross-attention keys/values (computed once per example, no
-repeated encoder states), with HF's dropout at HF's places. Their first code's log-prob is
+:meth:`~recbole_genrec.model.t5.T5.decode` (the decoder pass of training and beam search),
+so that all ``K`` candidates of an example read **one** copy of its cross-attention keys/values
+(computed once per example, no repeated encoder states), with T5's dropout at T5's places. Their first code's log-prob is
 read from the positive's step-0 distribution (the decoder's first position sees only the start
 token, so it is the same for every candidate), and only positions ``1..L-1`` go through the
 output layer.
@@ -62,54 +67,10 @@ from recbole_genrec.trainer.hooks import APAODiagnostics, PrefixSurvival
 APAO_LOSSES = ("none", "pointwise", "pairwise")
 
 
-def candidate_decoder_logits(t5, encoder_hidden, encoder_mask, labels, first_output: int = 0) -> torch.Tensor:
-    """Teacher-forced T5 decoder logits ``[B, C, T - first_output, V]`` for ``C`` candidates per example.
-
-    ``labels``: ``[B, C, T]``; decoder input = labels shifted right (start token 0). Same math
-    (and dropout placement in training mode) as ``T5ForConditionalGeneration`` on each
-    ``(example, candidate)`` row, but every candidate of an example attends to that example's
-    cross-attention keys/values computed once (``[B, H, S, d_kv]``, shared by broadcasting).
-    ``first_output`` skips the output layer for the first positions (their logits are not needed).
-    """
-    cfg, dec = t5.config, t5.decoder
-    B, C, T = labels.shape
-    S = encoder_hidden.shape[1]
-    H, dk = cfg.num_heads, cfg.d_kv
-    dtype = encoder_hidden.dtype
-    dec_in = torch.cat([labels.new_zeros(B, C, 1), labels[..., :-1]], -1)
-    x = dec.dropout(dec.embed_tokens(dec_in)).view(B * C, T, -1)  # [BC, T, d]
-    sa0 = dec.block[0].layer[0].SelfAttention
-    causal = torch.full((T, T), torch.finfo(dtype).min, device=x.device, dtype=dtype).triu(1)
-    self_bias = sa0.compute_bias(T, T, device=x.device).to(dtype) + causal  # [1, H, T, T]
-    cross_bias = (~encoder_mask.bool()).to(dtype)[:, None, None, :] * torch.finfo(dtype).min  # [B, 1, 1, S]
-    for block in dec.block:
-        sa_layer, ca_layer, ff_layer = block.layer[0], block.layer[1], block.layer[-1]
-        sa = sa_layer.SelfAttention
-        h = sa_layer.layer_norm(x)
-        q, k, v = (lin(h).view(B * C, T, H, dk).transpose(1, 2) for lin in (sa.q, sa.k, sa.v))  # [BC, H, T, dk]
-        att = torch.softmax(q @ k.transpose(-1, -2) + self_bias, dim=-1)  # T5: no 1/sqrt(d) scaling
-        att = F.dropout(att, p=sa.dropout, training=sa.training)
-        x = x + sa_layer.dropout(sa.o((att @ v).transpose(1, 2).reshape(B * C, T, H * dk)))
-        ca = ca_layer.EncDecAttention
-        h = ca_layer.layer_norm(x)
-        q = ca.q(h).view(B, C * T, H, dk).transpose(1, 2)  # [B, H, C*T, dk]
-        ck = ca.k(encoder_hidden).view(B, S, H, dk).transpose(1, 2)  # [B, H, S, dk], once per example
-        cv = ca.v(encoder_hidden).view(B, S, H, dk).transpose(1, 2)
-        att = torch.softmax(q @ ck.transpose(-1, -2) + cross_bias, dim=-1)  # [B, H, C*T, S]
-        att = F.dropout(att, p=ca.dropout, training=ca.training)
-        out = (att @ cv).transpose(1, 2).reshape(B, C * T, H * dk).view(B * C, T, H * dk)
-        x = x + ca_layer.dropout(ca.o(out))
-        x = ff_layer(x)
-    x = dec.dropout(dec.final_layer_norm(x[:, first_output:]))
-    if getattr(cfg, "scale_decoder_outputs", cfg.tie_word_embeddings):
-        x = x * cfg.d_model**-0.5
-    return t5.lm_head(x).view(B, C, T - first_output, -1)
-
-
 class TIGER_APAO(TIGER):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)  # no extra parameters or RNG draws: same init as TIGER
-        self.apao_loss = str(config["apao_loss"] or "none").lower()
+        self.apao_loss = str(config["apao_loss"]).lower()
         if self.apao_loss not in APAO_LOSSES:
             raise ValueError(f"apao_loss must be one of {', '.join(APAO_LOSSES)}; got {config['apao_loss']!r}")
         self.apao_beta = float(config["apao_beta"])
@@ -125,10 +86,7 @@ class TIGER_APAO(TIGER):
             raise ValueError(f"apao_neg_k must be >= 1 for apao_loss: pairwise, got {self.apao_neg_k}")
         if self.n_items < 2:
             raise ValueError("TIGER_APAO needs at least one real item")
-        self.seed = int(config["seed"] or 0)
-        pids = AL.prefix_ids(torch.as_tensor(dataset.item_sid, dtype=torch.long))
-        self.register_buffer("prefix_id", pids, persistent=False)  # [n_items, L]
-        self.register_buffer("n_prefixes", AL.prefix_counts(pids), persistent=False)  # N_t, [L]
+        self.seed = int(config["seed"])
         self.apao_epoch = 0  # set by TIGER_APAOTrainer at every epoch start
         self._apao_batch = 0
         self._stats = {}
@@ -137,6 +95,16 @@ class TIGER_APAO(TIGER):
     def trainer_hooks(self, config):
         """TIGER's, plus the epoch key of the negatives, the loss diagnostics and prefix survival."""
         return super().trainer_hooks(config) + [APAODiagnostics(), PrefixSurvival()]
+
+    @property
+    def prefix_id(self) -> torch.Tensor:
+        """``[n_items, L]`` dense prefix ids of the code table (``self.sid``)."""
+        return self.sid.prefix_id
+
+    @property
+    def n_prefixes(self) -> torch.Tensor:
+        """``N_t``, ``[L]``: distinct length-``t`` prefixes among the real items."""
+        return self.sid.n_prefixes
 
     # ------------------------------------------------------------------ training
     def set_apao_epoch(self, epoch: int):
@@ -169,7 +137,8 @@ class TIGER_APAO(TIGER):
         neg_tokens = self.item_tokens[negatives]  # [B, K, L]
         first = logp_pos_all[:, 0].gather(1, neg_tokens[..., 0])  # [B, K]: step 0 sees only the start token
         if L > 1:
-            neg_logits = self._tau(candidate_decoder_logits(self.t5, hidden, mask, neg_tokens, first_output=1)).float()
+            cross = self.t5.cross_states(hidden, mask)  # once per example, shared by its K candidates
+            neg_logits = self._tau(self.t5.decode(self.shift_right(neg_tokens), cross, first_output=1)[0]).float()
             rest = neg_logits.gather(-1, neg_tokens[..., 1:, None]).squeeze(-1) - torch.logsumexp(neg_logits, -1)
             neg_logp = torch.cat([first.unsqueeze(-1), rest], -1)  # [B, K, L]
         else:
@@ -190,8 +159,8 @@ class TIGER_APAO(TIGER):
         ce = F.cross_entropy(self._tau(logits).reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
         scores = torch.cat([pos_logp.unsqueeze(1), neg_logp], 1).cumsum(-1)  # [B, 1+K, L]
         cand = torch.cat([pos.unsqueeze(1), negatives], 1)  # [B, 1+K]
-        keep = AL.first_occurrence_mask(self.prefix_id[cand].transpose(1, 2))  # [B, L, 1+K]
-        losses = AL.pairwise_prefix_losses(scores, keep, self.n_prefixes, self.apao_prefix_tau, self.apao_neg_scale)
+        keep = AL.first_occurrence_mask(self.sid.prefix_id[cand].transpose(1, 2))  # [B, L, 1+K]
+        losses = AL.pairwise_prefix_losses(scores, keep, self.sid.n_prefixes, self.apao_prefix_tau, self.apao_neg_scale)
         auc, mrr = AL.prefix_ranking_stats(scores.detach(), keep)
         kept = keep[..., 1:].float().sum(-1).mean(0)
         return ce, losses, {"auc": auc, "mrr": mrr, "kept_negatives": kept}
