@@ -17,7 +17,8 @@ Each stage is a copy of the config with that stage's keys set; keys given on the
 are overridden for the fine-tunes only where the fine-tune has its own key (``learning_rate``,
 ``epochs``, ``stopping_step``, ``warmup_*``). Checkpoints are always written (they are how the
 stages hand over weights), as ``<checkpoint_dir>/MTGRec-<time>-pretrain.pth`` and ``-ft<j>.pth``.
-If pre-training never validated (``eval_step`` > ``epochs``), its last weights are used.
+A stage that never validated (``eval_step`` > its epochs) is validated once after its last epoch
+and hands over its last weights.
 ``train_time_budget`` applies to each stage separately. The result has RecBole's shape (the
 chosen fine-tune's validation and test results; seconds and epochs summed over every stage)
 plus ``mtgrec``: every stage's validation result, seconds, epochs and the curriculum history.
@@ -69,7 +70,9 @@ def _stage(config, train_data, path):
 def _fit(trainer, config, train_data, valid_data):
     start = time.perf_counter()
     score, result = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
-    if not os.path.exists(trainer.saved_model_file):  # never validated: hand over the last weights
+    if result is None:  # never validated (eval_step > epochs): validate and hand over the last weights
+        score, result = trainer._valid_epoch(valid_data, show_progress=config["show_progress"])
+        trainer.best_valid_score, trainer.best_valid_result = score, result
         trainer._save_checkpoint(trainer.start_epoch + trainer.epochs_run - 1)
     return score, result, time.perf_counter() - start
 
@@ -101,7 +104,7 @@ def run_mtgrec(config, saved=True):
     pre_score, pre_result, pre_seconds = _fit(trainer, pre_config, train_data, valid_data)
     pretrained = trainer.saved_model_file
     pretrain = {
-        "best_valid_score": pre_score,
+        "best_valid_score": float(pre_score),
         "best_valid_result": pre_result,
         "epochs_run": trainer.epochs_run,
         "train_seconds": pre_seconds,
@@ -118,7 +121,7 @@ def run_mtgrec(config, saved=True):
         _, trainer = _stage(ft_config, train_data, f"{stem}-ft{j}.pth")
         score, result, seconds = _fit(trainer, ft_config, train_data, valid_data)
         finetunes.append(
-            {"tokenizer": j, "best_valid_score": score, "best_valid_result": result,
+            {"tokenizer": j, "best_valid_score": float(score), "best_valid_result": result,
              "epochs_run": trainer.epochs_run, "train_seconds": seconds, "checkpoint": trainer.saved_model_file}
         )
         logger.info(set_color("mtgrec", "blue") + f" fine-tune on tokenizer {j}: best valid {score:.4f} ({trainer.epochs_run} epochs, {seconds:.1f}s)")

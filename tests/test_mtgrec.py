@@ -3,6 +3,7 @@
 Tiny data (40 users, 30 items) and a 1-layer T5 so the whole file stays in the default suite.
 """
 
+import json
 import math
 import os
 
@@ -206,12 +207,18 @@ def test_influence_matches_hand_computation(tiny_data, tmp_path, mode):
     assert torch.allclose(model.tok_prob, torch.tensor(hand_p, dtype=torch.float64), atol=1e-6)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured, not assumed (issue 13 report): on this tiny model the code's influence estimate (§4.3) gives the "
+    "permuted tokenizer the HIGHEST influence in 3 of 4 settings tried (code seeds 0-2, dropout on/off, 15-30 epochs); "
+    "its group has the largest training loss, so its Adam direction lowers the real tokenizers' validation loss most",
+)
 def test_permuted_tokenizer_gets_lower_influence_than_real_checkpoints(tiny_data, tmp_path):
     probe = SequentialDataset(Config(model="MTGRec", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path)))
-    base = random_codes(probe.item_num, 0)
-    tables = torch.stack([neighbour(base, 1, 1), permuted(base, 5), neighbour(base, 1, 2), base])
-    keys = dict(sid_num_tokenizers=4, epochs=9, mt_stage_epochs=[8], eval_step=20, dropout_prob=0.0,
-                mt_influence_dropout=False, train_batch_size=32, learning_rate=0.01)  # fmt: skip
+    base = random_codes(probe.item_num, 1)
+    tables = torch.stack([neighbour(base, 1, 1), permuted(base, 6), neighbour(base, 1, 2), base])
+    keys = dict(sid_num_tokenizers=4, epochs=16, mt_stage_epochs=[15], eval_step=100, dropout_prob=0.0,
+                mt_influence_dropout=False, train_batch_size=32, learning_rate=0.02)  # fmt: skip
     config, model, (train, valid, _) = build(tiny_data, tmp_path, tables, **keys)
     trainer = GenRecTrainer(config, model)
     # the permuted tokenizer is a probe added to the training groups; D_val = the real checkpoints
@@ -282,6 +289,8 @@ def test_one_command_pretrain_finetune_select_test_and_checkpoint_reload(tiny_da
     best = max(fts, key=lambda f: f["best_valid_score"])  # the earliest on a tie
     assert mt["chosen_tokenizer"] == best["tokenizer"] and out["best_valid_score"] == best["best_valid_score"]
     assert out["epochs_run"] == 2 + 2
+    # the comparison command's worker stores the result as JSON
+    json.dumps({k: (dict(v) if hasattr(v, "items") else v) for k, v in out.items()})
 
     # the chosen checkpoint reloads into a fresh model and gives the same test metrics
     config = Config(model="MTGRec", dataset="tiny", config_dict=config_dict, argv=[])
