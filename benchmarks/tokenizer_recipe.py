@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 
@@ -26,14 +27,31 @@ DATASET_YAML = os.path.join(ROOT, "properties", "dataset", "office.yaml")
 
 # name -> overrides of properties/sid.yaml (``old`` = the recipe before issue 13 = the spec's)
 CANDIDATES = {
-    "old: adagrad 1e-3": {"rq_optimizer": "adagrad", "rq_lr": 0.001, "dead_code_restart": False},
-    "adagrad 1e-3 + restart": {"rq_optimizer": "adagrad", "rq_lr": 0.001, "dead_code_restart": True},
-    "adamw 1e-3": {"rq_optimizer": "adamw", "rq_lr": 0.001, "dead_code_restart": False},
     "adamw 1e-3 + restart": {"rq_optimizer": "adamw", "rq_lr": 0.001, "dead_code_restart": True},
     "adamw 1e-3 + restart, batch 512": {
         "rq_optimizer": "adamw", "rq_lr": 0.001, "dead_code_restart": True, "rq_batch_size": 512,
     },
+    "old: adagrad 1e-3": {"rq_optimizer": "adagrad", "rq_lr": 0.001, "dead_code_restart": False},
+    "adagrad 1e-3 + restart": {"rq_optimizer": "adagrad", "rq_lr": 0.001, "dead_code_restart": True},
+    "adamw 1e-3": {"rq_optimizer": "adamw", "rq_lr": 0.001, "dead_code_restart": False},
+    "adamw 1e-3 + restart until 80%": {
+        "rq_optimizer": "adamw", "rq_lr": 0.001, "dead_code_restart": True, "dead_code_restart_until": 0.8,
+    },
+    "adamw 1e-3 + restart until 80%, batch 512": {
+        "rq_optimizer": "adamw", "rq_lr": 0.001, "dead_code_restart": True, "dead_code_restart_until": 0.8,
+        "rq_batch_size": 512,
+    },
 }
+
+
+# The choice and its reason (edited by hand after a run; the table above it is the measurement).
+CHOICE = """## Choice
+
+(filled in after the run)"""
+
+
+def slug(name):
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def argv_of(overrides, n_tok):
@@ -95,8 +113,8 @@ def write(results, n_tok, load):
         "| recipe | used L1 / L2 / L3 | all >= 90% | collisions before | max group | drift any / first | recon MSE | fit time |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [row(name, r) for name, r in results.items()]
-    lines.append("")
+    lines += [row(name, r) for name in CANDIDATES if name in results for r in [results[name]]]
+    lines += ["", CHOICE, ""]
     path = os.path.join(RESULTS, "tokenizer_recipe_office.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -118,7 +136,7 @@ def main():
     for k, (name, overrides) in enumerate(CANDIDATES.items()):
         if args.only and name not in args.only:
             continue
-        results[name] = run_candidate(name, overrides, args.tokenizers, tag=str(k))
+        results[name] = run_candidate(name, overrides, args.tokenizers, tag=slug(name))
         write(results, args.tokenizers, (load0, os.getloadavg()[0]))
 
 

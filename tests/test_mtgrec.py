@@ -385,3 +385,24 @@ def test_yaml_documents_every_key_and_cpu_preset_scales_with_epochs(tiny_data, t
         stages = stage_epochs(config_of(tiny_data, tmp_path, **dict(preset, epochs=epochs)))
         updates = [e for e in __import__("itertools").accumulate(stages) if e < epochs]
         assert stages[0] >= 2 and len(updates) >= 3, (epochs, stages)
+
+
+# ---------------------------------------------------------------------------- tokenizer recipe
+
+
+def test_dead_code_restarts_stop_after_dead_code_restart_until(monkeypatch):
+    import numpy as np
+
+    from recbole_genrec.tokenizer import rqvae
+
+    params = dict(hidden_sizes=[32], code_dim=8, levels=2, codebook_size=16, vq_type="ema", beta=0.25, ema_decay=0.99,
+                  ema_eps=1e-5, detach_residual=True, dropout=0.0, dead_code_restart=True, dead_code_restart_until=0.5,
+                  kmeans_init=True, kmeans_iters=5, epochs=6, batch_size=8, optimizer="adamw", lr=1e-3,
+                  weight_decay=0.0)  # fmt: skip
+    calls, epoch_of = [], {"now": 0}
+    original = rqvae.Quantizer._restart
+    monkeypatch.setattr(rqvae.Quantizer, "_restart", lambda self, r, dead: (calls.append(epoch_of["now"]), original(self, r, dead)))
+    x = np.random.default_rng(0).normal(size=(40, 12)).astype(np.float32)
+    codes, _ = rqvae.train_rqvae(x, np.arange(40), params, seed=0, keep_last=3, show_progress=False,
+                                 on_epoch_end=lambda e, m, xa: epoch_of.update(now=e + 1))  # fmt: skip
+    assert calls and max(calls) < 3  # restarts in epochs 0-2 only (half of 6)
