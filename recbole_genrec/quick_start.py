@@ -20,6 +20,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_genrec.config import Config
 from recbole_genrec.trainer.resume import discard_resume_state, resume_from_config
+from recbole_genrec.pipeline import staged_run
 from recbole_genrec.trainer import trainer_class
 from recbole_genrec.utils import create_dataset, data_preparation, get_model
 
@@ -109,6 +110,9 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     logger = getLogger()
     logger.info(config._argv)
     logger.info(config)
+    pipeline = staged_run(config)
+    if pipeline is not None:  # a model whose one command is several runs (MTGRec: recbole_genrec/pipeline.py)
+        return pipeline(config, saved)
 
     dataset = create_dataset(config)
     logger.info(dataset)

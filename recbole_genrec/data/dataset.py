@@ -17,6 +17,7 @@ splits. They never come from a pickle: RecBole's processed-dataset caches are re
 (:mod:`recbole_genrec.data.no_pickle`), and the codes come from the content-hashed cache.
 """
 
+import dataclasses
 import logging
 import os
 
@@ -27,6 +28,7 @@ from recbole.data.dataset import SequentialDataset
 from recbole_genrec.defaults import package_defaults
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.tokenizer.build import ItemCatalog, build_semantic_ids
+from recbole_genrec.tokenizer.quality import id_change_rate
 from recbole_genrec.tokenizer.text import item_texts
 
 def tokenizer_settings(config):
@@ -91,6 +93,21 @@ def training_item_mask(config, dataset):
     return mask
 
 
+def independent_tokenizers(runs):
+    """One tokenizer per separate RQ-VAE run (``sid_independent_runs``), as one :class:`SemanticIDs`."""
+    last = runs[-1]
+    quality = dict(last.quality)
+    quality["id_change_vs_previous"] = [id_change_rate(a.codes[0], b.codes[0]) for a, b in zip(runs[:-1], runs[1:])]
+    quality["id_change_first_vs_last"] = id_change_rate(runs[0].codes[0], last.codes[0])
+    return dataclasses.replace(
+        last,
+        codes=[r.codes[0] for r in runs],
+        raw_codes=[r.raw_codes[0] for r in runs],
+        quality=quality,
+        meta=dict(last.meta, independent_runs=len(runs)),
+    )
+
+
 def item_catalog(config, dataset):
     """The tokenizer's view of ``dataset``: raw ids, training mask and (unless ``sid_file``) texts."""
     item_ids = list(dataset.field2id_token[config["ITEM_ID_FIELD"]][1:])
@@ -114,14 +131,20 @@ def item_catalog(config, dataset):
 class SemanticIDDataset(SequentialDataset):
     def __init__(self, config):
         super().__init__(config)
-        sids = build_semantic_ids(
-            item_catalog(config, self),
-            tokenizer_settings(config),
-            sid_cache_dir(config),
-            seed=config["seed"],
-            device=config["device"] or "cpu",
-            show_progress=bool(config["show_progress"]),
-        )
+        settings, catalog = tokenizer_settings(config), item_catalog(config, self)
+        n_runs = int(settings["sid_num_tokenizers"]) if settings["sid_independent_runs"] else 1
+        runs = [
+            build_semantic_ids(
+                catalog,
+                dict(settings, sid_num_tokenizers=1) if n_runs > 1 else settings,
+                sid_cache_dir(config),
+                seed=config["seed"] + k,
+                device=config["device"] or "cpu",
+                show_progress=bool(config["show_progress"]),
+            )
+            for k in reversed(range(n_runs))  # the last (primary) tokenizer is the run with ``seed``
+        ]
+        sids = runs[-1] if n_runs == 1 else independent_tokenizers(runs)
         table = torch.zeros(len(sids.codes), self.item_num, len(sids.codebook_sizes), dtype=torch.long)
         for t, codes in enumerate(sids.codes):
             table[t, 1:] = torch.as_tensor(codes, dtype=torch.long)  # row 0: the padding item

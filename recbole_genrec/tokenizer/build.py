@@ -74,6 +74,8 @@ def rq_params(settings):
     """The tokenizer hyperparameters (``rq_*`` without the prefix, plus ``dead_code_restart``)."""
     p = {key: settings["rq_" + key] for key in RQVAE_KEYS}
     p["dead_code_restart"] = bool(settings["dead_code_restart"])
+    if p["dead_code_restart"]:  # (only then: the cache keys of builds without restarts stay as they were)
+        p["dead_code_restart_until"] = float(settings["dead_code_restart_until"])
     return p
 
 

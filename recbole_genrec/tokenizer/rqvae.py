@@ -185,7 +185,8 @@ def train_rqvae(
 
     ``params``: dict with the ``rq_*`` config keys (without the prefix: ``hidden_sizes``,
     ``code_dim``, ``levels``, ``codebook_size``, ``vq_type``, ``beta``, ``ema_decay``,
-    ``ema_eps``, ``detach_residual``, ``dropout``, ``dead_code_restart``, ``kmeans_init``,
+    ``ema_eps``, ``detach_residual``, ``dropout``, ``dead_code_restart`` (and optionally
+    ``dead_code_restart_until``, the share of the epochs with restarts, default 1), ``kmeans_init``,
     ``kmeans_iters``, ``epochs``, ``batch_size``, ``optimizer``, ``lr``, ``weight_decay``).
     Returns ``(codes, history)``: ``codes`` is a list of ``keep_last`` tables ``[n, levels]``,
     the eval-mode codes after each of the last ``keep_last`` epochs (oldest first);
@@ -239,7 +240,10 @@ def train_rqvae(
         codes = []
         model.train()
         bar = tqdm(range(epochs), desc="RQ-VAE", disable=not show_progress, leave=False)
+        restart_epochs = round(float(p.get("dead_code_restart_until", 1.0)) * epochs)
         for epoch in bar:
+            for q in model.quantizers:  # restarts only in the first dead_code_restart_until of the epochs
+                q.dead_code_restart = bool(p["dead_code_restart"]) and epoch < restart_epochs
             perm = torch.randperm(len(x_train), generator=generator).to(device)
             total, total_recon, steps = 0.0, 0.0, 0
             for start in range(0, len(perm), batch_size):
