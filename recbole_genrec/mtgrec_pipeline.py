@@ -32,7 +32,6 @@ from logging import getLogger
 from recbole.utils import get_local_time, init_seed, set_color
 
 from recbole_genrec.errors import ConfigError
-from recbole_genrec.model.mtgrec import check_settings, finetune_candidates
 from recbole_genrec.trainer import trainer_class
 from recbole_genrec.utils import create_dataset, data_preparation, get_model
 
@@ -88,12 +87,13 @@ def run_mtgrec(config, saved=True):
     logger = getLogger()
     if not config["single_spec"]:
         raise ConfigError("mt_stage: all runs in one process. Fix: run it without nproc/world_size (or run the stages separately).")
-    check_settings(config)
+    model_class = config.model_class  # MTGRec (or a subclass): its settings checks
+    model_class.check_settings(config)
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     n_tok = int(train_data._dataset.item_sids.shape[0])
-    candidates = finetune_candidates(config, n_tok)
+    candidates = model_class.finetune_candidates(config, n_tok)
     stem = os.path.join(config["checkpoint_dir"], f"{config['model']}-{get_local_time()}")
     bigger = config["valid_metric_bigger"]
 

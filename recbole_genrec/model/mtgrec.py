@@ -173,6 +173,9 @@ class MTGRec(RunsStages, TIGER):
         else:
             self.sid = self.sids[-1]  # validation during pre-training: the latest tokenizer
 
+    check_settings = staticmethod(check_settings)
+    finetune_candidates = staticmethod(finetune_candidates)
+
     @classmethod
     def stage_pipeline(cls, config):
         if config["mt_stage"] != "all":
