@@ -109,12 +109,14 @@ def test_resume_of_another_model_is_refused(tiny_data, tmp_path, monkeypatch):
         run_recbole_genrec("GRU4Rec", "tiny", config_dict=dict(config, resume=state[0]))
 
 
-def test_trainers_without_epochs_are_left_alone():
-    from recbole.trainer.trainer import AbstractTrainer
+def test_trainers_without_epochs_are_left_alone(tiny_data, tmp_path):
+    from recbole.model.general_recommender.pop import Pop
 
-    from recbole_genrec.resume import with_resume_state
+    from recbole_genrec.config import Config
+    from recbole_genrec.trainer.resume import ResumeState
+    from recbole_genrec.trainer.trainer import hooks_for
 
-    class OneShotTrainer(AbstractTrainer):
-        pass
-
-    assert with_resume_state(OneShotTrainer) is OneShotTrainer
+    config = Config(model="Pop", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path, resume="latest"), argv=[])
+    model = Pop.__new__(Pop)  # only its class matters here
+    assert not any(isinstance(h, ResumeState) for h in hooks_for(config, model, epoch_based=False))
+    assert any(isinstance(h, ResumeState) for h in hooks_for(config, model, epoch_based=True))
