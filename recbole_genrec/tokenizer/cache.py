@@ -12,10 +12,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from recbole_genrec.safe_io import atomic_write
 
 _META = "__meta__"
 _SHA = "__sha256__"
@@ -55,24 +56,12 @@ def _checksum(arrays, meta_text):
 
 def save_entry(path, arrays, meta):
     """Atomically write ``arrays`` (dict name -> ndarray) and ``meta`` (JSON-able dict) to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
     meta_text = json.dumps(meta, sort_keys=True, default=str)
     payload = dict(arrays)
     payload[_META] = np.array(meta_text)
     payload[_SHA] = np.array(_checksum(arrays, meta_text))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **payload))
 
 
 def load_entry(path, expected_key=None):
