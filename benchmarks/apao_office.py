@@ -99,7 +99,7 @@ def train_one(variant, seed, args, dataset):
         "length_bucket_batches": args.length_bucket_batches, "eval_step": args.eval_step,
         "train_cpu_s": train_cpu, "train_wall_s": train_wall,
         "apao_history": trainer.apao_history, "steps_per_epoch": len(train),
-        "n_prefixes": model.n_prefixes.tolist(), "n_levels": model.n_levels,
+        "n_prefixes": model.sid.n_prefixes.tolist(), "n_levels": model.n_levels,
     }
 
 

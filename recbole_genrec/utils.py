@@ -17,6 +17,7 @@ import os
 import pkgutil
 
 import recbole.utils
+from recbole.model.abstract_recommender import AbstractRecommender
 
 from recbole_genrec.checks import check_inter_has_rows, check_item_file, empty_after_filtering_is_user_error
 from recbole_genrec.errors import DatasetNotFoundError, UnknownModelError
@@ -56,15 +57,22 @@ def _module_names(package):
     return [m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
 
 
+def _is_model(value):
+    return isinstance(value, type) and issubclass(value, AbstractRecommender)
+
+
 def _class_in_module(module_path, model_name):
-    """The class named ``model_name`` (any letter case) in ``module_path``, or None."""
+    """The recommender class named ``model_name`` (any letter case) in ``module_path``, or None.
+
+    Only RecBole recommenders count: ``--model=T5`` must not find the T5 layers of ``model/t5.py``.
+    """
     if importlib.util.find_spec(module_path) is None:
         return None
     module = importlib.import_module(module_path)
-    if hasattr(module, model_name):
+    if _is_model(getattr(module, model_name, None)):
         return getattr(module, model_name)
     for name in dir(module):
-        if name.lower() == model_name.lower() and isinstance(getattr(module, name), type):
+        if name.lower() == model_name.lower() and _is_model(getattr(module, name)):
             raise UnknownModelError(
                 f"Unknown model '{model_name}'. Model names are case-sensitive: did you mean '{name}'?"
             )
@@ -72,13 +80,13 @@ def _class_in_module(module_path, model_name):
 
 
 def plugin_model_names():
-    """Class names of this package's models (one module per model)."""
+    """Class names of this package's models (one recommender per module, named like it)."""
     names = []
     for module_name in _module_names(PLUGIN_MODEL_PACKAGE):
         module = importlib.import_module(f"{PLUGIN_MODEL_PACKAGE}.{module_name}")
         names += [
             n for n in dir(module)
-            if n.lower() == module_name and isinstance(getattr(module, n), type)
+            if n.lower() == module_name and _is_model(getattr(module, n))
         ]
     return sorted(names)
 

@@ -44,6 +44,14 @@ def test_unknown_model_lists_plugin_models_and_points_to_recbole():
     assert "lightgbm" not in message
 
 
+def test_only_recommenders_are_plugin_models():
+    from recbole_genrec.utils import plugin_model_names
+
+    assert plugin_model_names() == ["MTGRec", "TIGER", "TIGER_APAO"]
+    with pytest.raises(UnknownModelError, match="Plugin models: MTGRec, TIGER, TIGER_APAO\\."):
+        get_model("T5")  # model/t5.py holds layers, not a model
+
+
 def test_model_name_with_wrong_case_gets_a_hint():
     with pytest.raises(UnknownModelError, match="did you mean 'SASRec'"):
         get_model("sasrec")

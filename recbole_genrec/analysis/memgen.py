@@ -836,13 +836,9 @@ def main(argv=None):
         raise ConfigError(f"Unrecognised arguments {bad}. Fix: config overrides are --key=value.")
     from recbole_genrec.config import Config
 
-    old_argv, sys.argv = sys.argv, [sys.argv[0]] + extra  # RecBole's Config reads --key=value from argv
-    try:
-        config = Config(model="SASRec", dataset=args.dataset,
-                        config_file_list=args.config_files.split() if args.config_files else None,
-                        config_dict={"show_progress": False})
-    finally:
-        sys.argv = old_argv
+    config = Config(model="SASRec", dataset=args.dataset,
+                    config_file_list=args.config_files.split() if args.config_files else None,
+                    config_dict={"show_progress": False}, argv=extra)
     out = args.out or os.path.join(
         "benchmarks", "results",
         f"memgen_{args.dataset}_" + "_vs_".join(os.path.splitext(os.path.basename(p))[0] for p in args.predictions))

@@ -96,16 +96,6 @@ class TIGER_APAO(TIGER):
         """TIGER's, plus the epoch key of the negatives, the loss diagnostics and prefix survival."""
         return super().trainer_hooks(config) + [APAODiagnostics(), PrefixSurvival()]
 
-    @property
-    def prefix_id(self) -> torch.Tensor:
-        """``[n_items, L]`` dense prefix ids of the code table (``self.sid``)."""
-        return self.sid.prefix_id
-
-    @property
-    def n_prefixes(self) -> torch.Tensor:
-        """``N_t``, ``[L]``: distinct length-``t`` prefixes among the real items."""
-        return self.sid.n_prefixes
-
     # ------------------------------------------------------------------ training
     def set_apao_epoch(self, epoch: int):
         """Key of this epoch's negatives (the batch counter restarts)."""

@@ -102,6 +102,13 @@ class Quantizer(nn.Module):
             self.cluster_size[dead] = 1.0
 
 
+# RQVAE's arguments that the tokenizer settings give under the same name
+_ARCHITECTURE_KEYS = (
+    "hidden_sizes", "code_dim", "levels", "codebook_size", "vq_type", "beta", "detach_residual", "dropout",
+    "dead_code_restart",
+)
+
+
 class RQVAE(nn.Module):
     def __init__(
         self,
@@ -207,20 +214,8 @@ def train_rqvae(
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        model = RQVAE(
-            x.shape[1],
-            hidden_sizes=list(p["hidden_sizes"]),
-            code_dim=int(p["code_dim"]),
-            levels=int(p["levels"]),
-            codebook_size=int(p["codebook_size"]),
-            vq_type=p["vq_type"],
-            beta=float(p["beta"]),
-            decay=float(p["ema_decay"]),
-            eps=float(p["ema_eps"]),
-            detach_residual=bool(p["detach_residual"]),
-            dropout=float(p["dropout"]),
-            dead_code_restart=bool(p["dead_code_restart"]),
-        ).to(device)
+        arch = {key: p[key] for key in _ARCHITECTURE_KEYS}  # the settings are RQVAE's arguments
+        model = RQVAE(x.shape[1], decay=float(p["ema_decay"]), eps=float(p["ema_eps"]), **arch).to(device)
         x_all = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
         x_train = x_all[torch.as_tensor(train_idx, device=device)]
         t0 = time.time()
