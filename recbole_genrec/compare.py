@@ -12,6 +12,12 @@ Label=Model`` runs one model under several rows, each with its own ``--model_con
 adds models to an existing comparison (same dataset and config files, checked), and
 ``--merge DIR DIR ... --out DIR`` joins comparisons run in parallel on identical settings.
 
+``--grid key=v1,v2,...`` (repeatable; the product of the values) tunes every model the same
+way: each row trains once per setting, the setting with the best validation score (RecBole's
+``valid_metric``, early stopping as configured) is the row, and every setting's validation and
+test scores are listed beside it (the test never chooses). ``results.json`` keeps each run's
+validation curve, drawn in ``curves.png`` (validation score against epochs and training time).
+
 Writes ``results.json`` (everything), ``results.md`` (a paper-style table: rows models,
 columns test metrics, best in bold, plus train seconds and peak memory, and the command)
 and ``results.png`` (grouped bars of the test metrics).
@@ -44,6 +50,9 @@ def parse_args(argv):
     parser.add_argument("--epochs", type=int, default=None, help="max epochs for every model")
     parser.add_argument("--minutes", type=float, default=None, help="training time budget per model")
     parser.add_argument("--out", default=None, help="output folder (default: benchmarks/results/compare_<dataset>)")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="tune every model over these values of a config key (repeatable: the product), "
+                             "chosen on validation, e.g. --grid learning_rate=0.001,0.003,0.005,0.01")
     parser.add_argument("--append", action="store_true",
                         help="add these models to the results.json in --out (same dataset and config files)")
     args, extra = parser.parse_known_args(argv)
@@ -58,6 +67,44 @@ def parse_args(argv):
     if bad:
         raise ConfigError(f"Unrecognised arguments {bad}. Fix: config overrides are --key=value.")
     return args, models, per_model, extra
+
+
+def grid_settings(specs):
+    """``[{key: value string}]``: the product of ``--grid key=v1,v2`` specs (``[{}]`` without any)."""
+    settings = [{}]
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        values = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key.strip() or not values:
+            raise ConfigError(f"--grid '{spec}' must be KEY=V1,V2,... (e.g. --grid learning_rate=0.001,0.003).")
+        if any(key.strip() in s for s in settings):
+            raise ConfigError(f"--grid names '{key.strip()}' twice. Fix: give all its values in one --grid.")
+        settings = [dict(s, **{key.strip(): v}) for s in settings for v in values]
+    return settings
+
+
+def setting_label(setting):
+    return ", ".join(f"{k}={v}" for k, v in setting.items())
+
+
+def choose_on_validation(runs):
+    """The run with the best validation score (``valid_score_bigger`` respected), with every run listed.
+
+    ``runs``: ``[(setting, result)]``. Failed runs are listed but never chosen; if all failed,
+    the first failure is the row.
+    """
+    ok = [(s, r) for s, r in runs if "error" not in r]
+    if not ok:
+        return dict(runs[0][1], grid=[{"setting": s, "error": r["error"]} for s, r in runs])
+    sign = 1.0 if ok[0][1].get("valid_score_bigger", True) else -1.0
+    setting, best = max(ok, key=lambda sr: sign * sr[1]["best_valid_score"])  # first of equals wins
+    summary = [
+        {"setting": s, "error": r["error"]} if "error" in r else
+        {"setting": s, "best_valid_score": r["best_valid_score"], "test_result": r["test_result"],
+         "train_seconds": r["train_seconds"], "epochs_run": r.get("epochs_run"), "valid_curve": r.get("valid_curve")}
+        for s, r in runs
+    ]
+    return dict(best, chosen=setting, grid=summary)
 
 
 def model_rows(spec):
@@ -130,10 +177,10 @@ COMPARABLE_KEYS = ("dataset", "config_files", "budget", "overrides")
 
 
 def check_comparable(payload, reference, where):
-    for key in COMPARABLE_KEYS:
-        if payload[key] != reference[key]:
+    for key in COMPARABLE_KEYS + ("grid",):  # (a comparison without --grid has no "grid")
+        if payload.get(key) != reference.get(key):
             raise ConfigError(
-                f"{where} differs in {key} ({payload[key]!r} vs {reference[key]!r}): "
+                f"{where} differs in {key} ({payload.get(key)!r} vs {reference.get(key)!r}): "
                 "results would not be comparable."
             )
 
@@ -189,12 +236,33 @@ def markdown_table(results, command):
             continue
         epochs = r.get("epochs_run") or "—"
         cells += [f"{r['train_seconds']:.0f}", str(epochs), f"{r['peak_rss_mb']:.0f}", f"{r['num_params']:,}"]
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        label = f"{model} ({setting_label(r['chosen'])})" if r.get("chosen") else model
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(
         ["Test metrics (full ranking; best in bold). Model selection on validation "
          "(RecBole's valid_metric), best checkpoint reloaded for test.", "", *lines, "",
-         "Command:", "", "```", command, "```", ""]
+         *grid_table(results, metrics), "Command:", "", "```", command, "```", ""]
     )
+
+
+def grid_table(results, metrics):
+    """Markdown lines: every grid setting of every row, its validation score and test metrics."""
+    tuned = {m: r for m, r in results.items() if r.get("grid")}
+    if not tuned:
+        return []
+    lines = ["Grid: every setting of every model; the row above is the best validation score (marked *).", "",
+             "| model | setting | valid score | " + " | ".join(metrics) + " | train s | epochs |",
+             "|" + "---|" * (len(metrics) + 5)]
+    for model, r in tuned.items():
+        for run in r["grid"]:
+            mark = " *" if run["setting"] == r.get("chosen") else ""
+            if "error" in run:
+                lines.append(f"| {model} | {setting_label(run['setting'])} | {run['error']} |" + " — |" * (len(metrics) + 2))
+                continue
+            cells = [f"{run['best_valid_score']:.4f}{mark}"] + [f"{run['test_result'].get(m, float('nan')):.4f}" for m in metrics]
+            cells += [f"{run['train_seconds']:.0f}", str(run.get("epochs_run") or "—")]
+            lines.append(f"| {model} | {setting_label(run['setting'])} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def bar_chart(results, path, title):
@@ -223,6 +291,31 @@ def bar_chart(results, path, title):
     plt.close(fig)
 
 
+def curve_chart(results, path, title):
+    """Validation score against epochs and against training seconds, one line per row (chosen run)."""
+    curves = {m: r["valid_curve"] for m, r in results.items() if r.get("valid_curve")}
+    if not curves:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for model, curve in curves.items():
+        scores = [p["valid_score"] for p in curve]
+        axes[0].plot([p["epoch"] for p in curve], scores, marker=".", label=model)
+        axes[1].plot([p["train_seconds"] for p in curve], scores, marker=".", label=model)
+    axes[0].set_xlabel("epochs trained")
+    axes[1].set_xlabel("training seconds")
+    axes[0].set_ylabel("validation score (valid_metric)")
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_outputs(out, payload):
     """results.json, results.md (table) and results.png for a comparison payload."""
     results = payload["results"]
@@ -231,6 +324,7 @@ def write_outputs(out, payload):
     table = markdown_table(results, "\n".join(payload["commands"]))
     atomic_write_text(os.path.join(out, "results.md"), f"# {', '.join(results)} on {payload['dataset']}\n\n{table}")
     bar_chart(results, os.path.join(out, "results.png"), f"{payload['dataset']}: test metrics")
+    curve_chart(results, os.path.join(out, "curves.png"), f"{payload['dataset']}: validation")
     return table
 
 
@@ -273,7 +367,10 @@ def compare(argv=None):
         config_dict["train_time_budget"] = args.minutes
     command = "python -m recbole_genrec.compare " + " ".join(shlex.quote(a) for a in argv)
     results, commands = {}, [command]
+    grid = grid_settings(args.grid)
     settings = {"dataset": args.dataset, "config_files": config_files, "budget": config_dict, "overrides": overrides}
+    if args.grid:
+        settings["grid"] = args.grid
     if args.append:
         previous = load_previous(os.path.join(out, "results.json"), settings)
         results, commands = previous["results"], previous["commands"] + [command]
@@ -281,9 +378,15 @@ def compare(argv=None):
         print(f"[compare] {label} on {args.dataset} ...", flush=True)
         files = config_files + per_model.get(label, [])
         result_path = os.path.join(out, f".{label}-{os.getpid()}.json")
-        results[label] = run_model(model, args.dataset, files or None, config_dict, overrides, result_path)
-        if os.path.exists(result_path):
-            os.remove(result_path)
+        runs = []
+        for setting in grid:
+            if setting:
+                print(f"[compare] {label}: {setting_label(setting)}", flush=True)
+            extra = [f"--{key}={value}" for key, value in setting.items()]
+            runs.append((setting, run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)))
+            if os.path.exists(result_path):
+                os.remove(result_path)
+        results[label] = choose_on_validation(runs) if args.grid else runs[0][1]
         print(f"[compare] {label}: {results[label].get('test_result', results[label].get('error'))}", flush=True)
         # written after every model: an interrupted comparison keeps what it finished
         table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))

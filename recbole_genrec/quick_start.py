@@ -159,4 +159,5 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         # RecBole's LightGBM/XGBoost models are boosters, not torch modules
         "num_params": sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else None,
         "epochs_run": trainer.epochs_run,
+        "valid_curve": trainer.valid_curve,
     }

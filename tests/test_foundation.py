@@ -284,6 +284,71 @@ def test_compare_writes_table_json_png_and_matches_plain_run(tiny_data, tmp_path
     assert results["SASRec"]["test_result"] == dict(plain["test_result"])
 
 
+def test_grid_settings_are_the_product_and_bad_specs_are_named():
+    from recbole_genrec.compare import grid_settings
+
+    assert grid_settings([]) == [{}]
+    assert grid_settings(["learning_rate=0.001, 0.01", "dropout_prob=0.2,0.5"]) == [
+        {"learning_rate": "0.001", "dropout_prob": "0.2"}, {"learning_rate": "0.001", "dropout_prob": "0.5"},
+        {"learning_rate": "0.01", "dropout_prob": "0.2"}, {"learning_rate": "0.01", "dropout_prob": "0.5"},
+    ]
+    for bad in (["learning_rate"], ["=0.1"], ["learning_rate="]):
+        with pytest.raises(ConfigError, match="KEY=V1,V2"):
+            grid_settings(bad)
+    with pytest.raises(ConfigError, match="twice"):
+        grid_settings(["learning_rate=0.1", "learning_rate=0.2"])
+
+
+def test_grid_choice_uses_validation_only():
+    from recbole_genrec.compare import choose_on_validation
+
+    def run(valid, test, bigger=True):
+        return {"best_valid_score": valid, "valid_score_bigger": bigger, "test_result": {"ndcg@10": test},
+                "train_seconds": 1.0, "epochs_run": 2}
+
+    runs = [({"lr": "a"}, run(0.1, 0.9)), ({"lr": "b"}, run(0.3, 0.1)), ({"lr": "c"}, {"error": "boom"})]
+    row = choose_on_validation(runs)
+    assert row["chosen"] == {"lr": "b"} and row["test_result"] == {"ndcg@10": 0.1}  # not the best test
+    assert [g["setting"] for g in row["grid"]] == [{"lr": "a"}, {"lr": "b"}, {"lr": "c"}]
+    assert row["grid"][2] == {"setting": {"lr": "c"}, "error": "boom"}
+    # a metric where smaller is better (e.g. a loss) picks the smallest
+    assert choose_on_validation([({"lr": "a"}, run(0.1, 0, False)), ({"lr": "b"}, run(0.3, 0, False))])["chosen"] == {"lr": "a"}
+    assert "error" in choose_on_validation([({"lr": "c"}, {"error": "boom"})])
+
+
+def test_compare_grid_tunes_every_model_on_validation(tiny_data, tmp_path):
+    import json
+
+    import yaml
+
+    from recbole_genrec.compare import compare
+
+    config = tiny_config(tiny_data, tmp_path)
+    config.pop("epochs")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "grid"
+    args = ["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "2", "--out", str(out)]
+    compare(args + ["--grid", "learning_rate=0.0001,0.05"])
+    payload = json.loads((out / "results.json").read_text())
+    row = payload["results"]["BPR"]
+    grid = {g["setting"]["learning_rate"]: g for g in row["grid"]}
+    assert set(grid) == {"0.0001", "0.05"} and payload["grid"] == ["learning_rate=0.0001,0.05"]
+    best = max(grid, key=lambda v: grid[v]["best_valid_score"])
+    assert row["chosen"] == {"learning_rate": best} and row["test_result"] == grid[best]["test_result"]
+    # each setting is the plain run with that override; curves have one point per validation
+    plain = run_recbole_genrec("BPR", "tiny", config_dict=dict(config, epochs=2, learning_rate=0.05))
+    assert grid["0.05"]["test_result"] == dict(plain["test_result"])
+    assert [p["epoch"] for p in grid["0.05"]["valid_curve"]] == [p["epoch"] for p in plain["valid_curve"]] == [1, 2]
+    assert all(p["train_seconds"] <= p["wall_seconds"] for p in plain["valid_curve"])
+    table = (out / "results.md").read_text()
+    assert f"| BPR (learning_rate={best}) |" in table and "| BPR | learning_rate=0.0001 |" in table
+    assert (out / "curves.png").stat().st_size > 1000
+    # --append onto a grid comparison needs the same grid
+    with pytest.raises(ConfigError, match="differs in grid"):
+        compare(args + ["--append"])
+
+
 def test_compare_rejects_bad_arguments():
     from recbole_genrec.compare import parse_args
 

@@ -4,7 +4,9 @@
 for plugin and sequential models, ``KGTrainer``, ``NCLTrainer``, ... as RecBole picks) with
 :class:`HookPoints` in front. With no hooks it behaves exactly as RecBole's trainer; every
 hook a model or its config declares (:func:`hooks.hooks_for`) runs at the named points.
-``trainer.epochs_run`` counts the epochs this ``fit`` trained.
+``trainer.epochs_run`` counts the epochs this ``fit`` trained; ``trainer.valid_curve`` lists its
+validations, ``{"epoch", "train_seconds", "wall_seconds", "valid_score"}`` each (training seconds
+summed over the epochs so far, wall seconds since ``fit`` started), for learning curves.
 """
 
 import contextlib
@@ -45,6 +47,8 @@ class HookPoints:
         self.saved_model_file = unique_checkpoint_path(config)  # RecBole's name is per second
         self.hooks = hooks_for(config, model, epoch_based=isinstance(self, Trainer))
         self.epochs_run = 0
+        self.valid_curve = []
+        self._train_seconds = self._fit_start = 0.0
         self._phase = "test"
 
     def _call(self, point, *args):
@@ -56,7 +60,8 @@ class HookPoints:
         return next((h for h in self.hooks if isinstance(h, kind)), None)
 
     def fit(self, train_data, valid_data=None, *args, **kwargs):
-        self.epochs_run = 0
+        self.epochs_run, self.valid_curve, self._train_seconds = 0, [], 0.0
+        self._fit_start = time.perf_counter()
         try:
             self._call("fit_start", train_data, valid_data)
             result = super().fit(train_data, valid_data, *args, **kwargs)
@@ -70,16 +75,25 @@ class HookPoints:
         self._call("epoch_start", epoch_idx, train_data)
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        seconds = time.perf_counter() - start
         self.epochs_run += 1
-        self._call("epoch_end", epoch_idx, loss, time.perf_counter() - start)
+        self._train_seconds += seconds
+        self._call("epoch_end", epoch_idx, loss, seconds)
         return loss
 
     def _valid_epoch(self, valid_data, *args, **kwargs):
         self._phase = "valid"
         try:
-            return super()._valid_epoch(valid_data, *args, **kwargs)
+            valid_score, valid_result = super()._valid_epoch(valid_data, *args, **kwargs)
         finally:
             self._phase = "test"
+        self.valid_curve.append({
+            "epoch": self.start_epoch + self.epochs_run,  # epochs trained, a resumed run's included
+            "train_seconds": round(self._train_seconds, 3),
+            "wall_seconds": round(time.perf_counter() - self._fit_start, 3),
+            "valid_score": float(valid_score),
+        })
+        return valid_score, valid_result
 
     def evaluate(self, eval_data, *args, **kwargs):
         phase = self._phase
