@@ -132,7 +132,7 @@ def _worker(model, dataset, config_files, config_dict, overrides, result_path, p
 
     try:
         result = run_recbole_genrec(model, dataset, config_files, config_dict, argv=overrides)
-        result = {k: (dict(v) if hasattr(v, "items") else v) for k, v in result.items()}
+        result = {k: (dict(v) if isinstance(v, dict) else v) for k, v in result.items()}  # OrderedDicts -> JSON
         result["best_valid_score"] = float(result["best_valid_score"])
     except UserError as err:
         result = {"error": f"{type(err).__name__}: {err}"}

@@ -28,6 +28,7 @@ from logging import getLogger
 import numpy as np
 import torch
 
+from recbole_genrec.data.dataloader import EpochDrawnLoader
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.safe_io import atomic_torch_save
 from recbole_genrec.trainer.hooks import StopTraining, TrainerHook
@@ -182,7 +183,7 @@ def resume_from_config(config, trainer, train_data):
             f"--resume: '{path}' has no {RESUME_SUFFIX} beside it: resuming from its epoch with fresh random "
             "state and data order (not bit-identical to an uninterrupted run)."
         )
-        if hasattr(train_data, "set_epoch"):
+        if isinstance(train_data, EpochDrawnLoader):  # drawn per (seed, epoch): replay the next one
             train_data.set_epoch(trainer.start_epoch)
         return path
     for key in ("model", "dataset"):
@@ -205,7 +206,7 @@ def resume_from_config(config, trainer, train_data):
     trainer.saved_model_file = os.path.join(os.path.dirname(path), state["best_model_file"])
     hook = trainer.hook(ResumeState)
     hook.pending_rng, hook.finished = state["rng"], state["finished"]
-    if hasattr(train_data, "set_epoch"):
+    if isinstance(train_data, EpochDrawnLoader):  # drawn per (seed, epoch): replay the next one
         train_data.set_epoch(trainer.start_epoch)
     logger.info(f"Resumed from '{path}': training continues at epoch {trainer.start_epoch}.")
     return path
