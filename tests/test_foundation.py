@@ -232,17 +232,23 @@ def test_cli_distributed_two_cpu_processes_gloo(tiny_data, tmp_path):
 # --- comparison command -----------------------------------------------------------------
 
 
-def test_compare_writes_table_json_png_and_matches_plain_run(tiny_data, tmp_path):
-    import json
-
+def _compare_config_file(tiny_data, tmp_path):
+    """The tiny config as a yaml for ``--config_files`` (no ``epochs``: the comparison's budget sets it)."""
     import yaml
-
-    from recbole_genrec.compare import compare
 
     config = tiny_config(tiny_data, tmp_path)
     config.pop("epochs")
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
+    return config, path
+
+
+def test_compare_writes_table_json_png_and_matches_plain_run(tiny_data, tmp_path):
+    import json
+
+    from recbole_genrec.compare import compare
+
+    config, path = _compare_config_file(tiny_data, tmp_path)
     out = tmp_path / "cmp"
     results = compare(["--models", "SASRec,GRU4Rec", "--dataset", "tiny", "--config_files", str(path),
                        "--epochs", "2", "--out", str(out), "--hidden_size=32"])
@@ -319,14 +325,9 @@ def test_grid_choice_uses_validation_only():
 def test_compare_grid_tunes_every_model_on_validation(tiny_data, tmp_path):
     import json
 
-    import yaml
-
     from recbole_genrec.compare import compare
 
-    config = tiny_config(tiny_data, tmp_path)
-    config.pop("epochs")
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
+    config, path = _compare_config_file(tiny_data, tmp_path)
     out = tmp_path / "grid"
     args = ["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "2", "--out", str(out)]
     compare(args + ["--grid", "learning_rate=0.0001,0.05"])
