@@ -81,6 +81,11 @@ class HookPoints:
         self._call("epoch_end", epoch_idx, loss, seconds)
         return loss
 
+    def _epochs_trained(self):
+        """Epochs trained so far, a resumed run's included (the one-step decision-tree trainers
+        keep no ``start_epoch``: they train once per ``fit``)."""
+        return self.start_epoch + self.epochs_run if isinstance(self, Trainer) else self.epochs_run
+
     def _valid_epoch(self, valid_data, *args, **kwargs):
         self._phase = "valid"
         try:
@@ -88,7 +93,7 @@ class HookPoints:
         finally:
             self._phase = "test"
         self.valid_curve.append({
-            "epoch": self.start_epoch + self.epochs_run,  # epochs trained, a resumed run's included
+            "epoch": self._epochs_trained(),
             "train_seconds": round(self._train_seconds, 3),
             "wall_seconds": round(time.perf_counter() - self._fit_start, 3),
             "valid_score": float(valid_score),
