@@ -87,12 +87,17 @@ def setting_label(setting):
     return ", ".join(f"{k}={v}" for k, v in setting.items())
 
 
-def choose_on_validation(runs):
+NOT_RUN = "not run (the grid stopped before it)"
+
+
+def choose_on_validation(runs, pending=()):
     """The run with the best validation score (``valid_score_bigger`` respected), with every run listed.
 
     ``runs``: ``[(setting, result)]``. Failed runs are listed but never chosen; if all failed,
-    the first failure is the row.
+    the first failure is the row. ``pending``: settings not run yet, listed as :data:`NOT_RUN`
+    (the row is written after every setting, so an interrupted grid keeps what it finished).
     """
+    runs = list(runs) + [(s, {"error": NOT_RUN}) for s in pending]
     ok = [(s, r) for s, r in runs if "error" not in r]
     if not ok:
         return dict(runs[0][1], grid=[{"setting": s, "error": r["error"]} for s, r in runs])
@@ -386,10 +391,10 @@ def compare(argv=None):
             runs.append((setting, run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)))
             if os.path.exists(result_path):
                 os.remove(result_path)
-        results[label] = choose_on_validation(runs) if args.grid else runs[0][1]
+            results[label] = choose_on_validation(runs, grid[len(runs):]) if args.grid else runs[0][1]
+            # written after every run: an interrupted comparison keeps what it finished
+            table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
         print(f"[compare] {label}: {results[label].get('test_result', results[label].get('error'))}", flush=True)
-        # written after every model: an interrupted comparison keeps what it finished
-        table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
     if any(a.startswith("--save_predictions=") for a in overrides):  # + A+B fixed / adaptive rows
         table = add_ensemble_rows(out, dict(settings, commands=commands, model_config=per_model, results=results))
     print(table)

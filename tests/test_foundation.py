@@ -306,7 +306,7 @@ def test_grid_settings_are_the_product_and_bad_specs_are_named():
 
 
 def test_grid_choice_uses_validation_only():
-    from recbole_genrec.compare import choose_on_validation
+    from recbole_genrec.compare import NOT_RUN, choose_on_validation
 
     def run(valid, test, bigger=True):
         return {"best_valid_score": valid, "valid_score_bigger": bigger, "test_result": {"ndcg@10": test},
@@ -320,6 +320,10 @@ def test_grid_choice_uses_validation_only():
     # a metric where smaller is better (e.g. a loss) picks the smallest
     assert choose_on_validation([({"lr": "a"}, run(0.1, 0, False)), ({"lr": "b"}, run(0.3, 0, False))])["chosen"] == {"lr": "a"}
     assert "error" in choose_on_validation([({"lr": "c"}, {"error": "boom"})])
+    # an interrupted grid: the finished settings are chosen from, the rest listed as not run
+    partial = choose_on_validation(runs[:1], pending=[{"lr": "b"}])
+    assert partial["chosen"] == {"lr": "a"}
+    assert partial["grid"][1] == {"setting": {"lr": "b"}, "error": NOT_RUN}
 
 
 def test_compare_grid_tunes_every_model_on_validation(tiny_data, tmp_path):
