@@ -1,7 +1,8 @@
 """TIGER and SASRec on office at their plateaus, under one protocol (the comparison command).
 
-Every model gets the same treatment: the learning-rate grid {1e-3, 3e-3, 5e-3, 1e-2} chosen on
-validation NDCG@10, validation every 2 epochs with early stopping after 5 evaluations without gain
+Every model gets the same treatment: the learning-rate grid {1e-2, 5e-3, 3e-3, 1e-3} chosen on
+validation NDCG@10 (largest first: the fast settings finish first, so a grid stopped by the clock
+keeps the most settings), validation every 2 epochs with early stopping after 5 evaluations without gain
 (10 epochs), at most 200 epochs, batch 256, the best checkpoint tested (full ranking). Each model
 group is one comparison (``python -m recbole_genrec.compare ... --grid``), so groups run in
 parallel, one per core, and are merged into one table with the validation curves:
@@ -39,7 +40,7 @@ GROUPS = {
 }
 # identical in every group (the merge refuses groups whose protocol differs)
 PROTOCOL = ["--dataset", "office", "--config_files", "properties/dataset/office.yaml",
-            "--grid", "learning_rate=0.001,0.003,0.005,0.01", "--epochs", "200",
+            "--grid", "learning_rate=0.01,0.005,0.003,0.001", "--epochs", "200",
             "--train_batch_size=256", "--show_progress=False", "--eval_step=2", "--stopping_step=5"]
 
 

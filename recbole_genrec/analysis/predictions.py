@@ -36,7 +36,6 @@ from recbole_genrec.errors import UserError
 from recbole_genrec.tokenizer.cache import array_digest, digest, load_entry, save_entry
 
 FORMAT = "recbole_genrec.predictions/1"
-SPLITS = ("valid", "test")
 FIELDS = ("user", "target", "items", "scores", "msp")
 
 
