@@ -1,0 +1,81 @@
+"""benchmarks/mtgrec_office.py: the comparison it runs per seed and the report it computes over seeds.
+
+The runs themselves take hours on office; here the command line is checked against the comparison
+command's parser and the config files it names, and the report is computed from seed folders shaped
+like the comparison's results.json.
+"""
+
+import importlib.util
+import json
+import math
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("mtgrec_office", os.path.join(ROOT, "benchmarks", "mtgrec_office.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_seed_is_one_comparison_of_every_variant(bench):
+    from recbole_genrec.compare import parse_args
+
+    args, models, per_model, overrides = parse_args(bench.compare_args(2024, list(bench.VARIANTS)))
+    assert models == {v: model for v, (model, _) in bench.VARIANTS.items()}
+    assert "--seed=2024" in overrides and args.out.endswith("seed2024")
+    for variant, files in per_model.items():
+        assert files == bench.VARIANTS[variant][1]
+        assert all(os.path.isfile(os.path.join(ROOT, f)) for f in files), files
+    # the budget: the two TIGERs train as many epochs as the tested MTGRec model saw
+    from recbole_genrec.config import load_yaml_file
+
+    mtg = load_yaml_file(os.path.join(ROOT, bench.MTG_CPU))
+    assert load_yaml_file(os.path.join(ROOT, bench.BUDGET))["epochs"] == mtg["epochs"] + mtg["mt_finetune_epochs"]
+
+
+def write_seed(root, seed, scores, overrides=("--eval_step=5",)):
+    """A seed folder: results.json with test recall/ndcg per variant (and an MTGRec curriculum)."""
+    results = {}
+    for variant, (recall, ndcg) in scores.items():
+        results[variant] = {"test_result": {"recall@10": recall, "ndcg@10": ndcg, "recall@20": 2 * recall,
+                                            "ndcg@20": 2 * ndcg}, "train_seconds": 100.0}
+        if variant == "MTGRec":
+            results[variant]["mtgrec"] = {"pretrain": {"curriculum": [{"seconds": 3.0, "epoch_seconds": 10.0},
+                                                                      {"seconds": 5.0, "epoch_seconds": 10.0}]}}
+    os.makedirs(os.path.join(root, f"seed{seed}"))
+    payload = {"overrides": [*overrides, f"--seed={seed}"], "model_config": {}, "config_files": [],
+               "results": results, "commands": [f"python -m recbole_genrec.compare --seed={seed}"]}
+    with open(os.path.join(root, f"seed{seed}", "results.json"), "w") as f:
+        json.dump(payload, f)
+
+
+def test_report_over_seeds(bench, tmp_path):
+    write_seed(tmp_path, 1, {"TIGER": (0.10, 0.05), "TIGER++": (0.12, 0.06), "MTGRec": (0.15, 0.08)})
+    write_seed(tmp_path, 2, {"TIGER": (0.20, 0.07), "TIGER++": (0.18, 0.06), "MTGRec": (0.21, 0.10)})
+    os.makedirs(tmp_path / "seed3")  # a seed still running: no results.json yet, left out
+    seeds = bench.load_seeds(str(tmp_path))
+    assert sorted(seeds) == [1, 2]
+    summary = bench.summarise(seeds)
+    assert summary["rows"]["MTGRec"]["ndcg@10"] == [0.08, 0.10]
+    assert set(summary["rows"]) == {"TIGER", "TIGER++", "MTGRec"}  # variants never run are not rows
+    diffs = summary["paired_differences"]
+    assert diffs["MTGRec - TIGER"]["1"]["ndcg@10"] == pytest.approx(0.03)
+    assert diffs["TIGER++ - TIGER"]["2"]["recall@10"] == pytest.approx(-0.02)
+    assert "MTGRec - MTGRec-uniform" not in diffs
+    assert summary["influence_cost_per_epoch"]["MTGRec"] == [pytest.approx(0.4)] * 2  # mean 4 s / mean 10 s
+    text = bench.report_markdown(summary, seeds)
+    std = math.sqrt(((0.08 - 0.09) ** 2 + (0.10 - 0.09) ** 2) / 1)
+    assert f"0.0900 ± {std:.4f}" in text and "| MTGRec - TIGER | 1 | +0.0500 | +0.0300 |" in text
+
+
+def test_report_refuses_seeds_run_differently(bench, tmp_path):
+    write_seed(tmp_path, 1, {"TIGER": (0.1, 0.05)})
+    write_seed(tmp_path, 2, {"TIGER": (0.1, 0.05)}, overrides=("--eval_step=2",))
+    with pytest.raises(SystemExit, match="different settings"):
+        bench.summarise(bench.load_seeds(str(tmp_path)))
