@@ -33,6 +33,7 @@ from recbole.utils import get_local_time, init_seed, set_color
 
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.trainer import trainer_class
+from recbole_genrec.trainer.curriculum import MTGRecCurriculum
 from recbole_genrec.utils import create_dataset, data_preparation, get_model
 
 
@@ -109,7 +110,7 @@ def run_mtgrec(config, saved=True):
         "epochs_run": trainer.epochs_run,
         "train_seconds": pre_seconds,
         "checkpoint": pretrained,
-        "curriculum": getattr(trainer, "mtgrec_history", []),
+        "curriculum": trainer.mtgrec_history if trainer.hook(MTGRecCurriculum) else [],
     }
     logger.info(set_color("mtgrec", "blue") + f" pre-training done ({trainer.epochs_run} epochs, {pre_seconds:.1f}s); "
                 f"fine-tuning on tokenizers {candidates} of {n_tok}")

@@ -207,27 +207,9 @@ def test_influence_matches_hand_computation(tiny_data, tmp_path, mode):
     assert torch.allclose(model.tok_prob, torch.tensor(hand_p, dtype=torch.float64), atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured, not assumed (issue 13 report): on this tiny model the code's influence estimate (§4.3) gives the "
-    "permuted tokenizer the HIGHEST influence in 3 of 4 settings tried (code seeds 0-2, dropout on/off, 15-30 epochs); "
-    "its group has the largest training loss, so its Adam direction lowers the real tokenizers' validation loss most",
-)
-def test_permuted_tokenizer_gets_lower_influence_than_real_checkpoints(tiny_data, tmp_path):
-    probe = SequentialDataset(Config(model="MTGRec", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path)))
-    base = random_codes(probe.item_num, 1)
-    tables = torch.stack([neighbour(base, 1, 1), permuted(base, 6), neighbour(base, 1, 2), base])
-    keys = dict(sid_num_tokenizers=4, epochs=16, mt_stage_epochs=[15], eval_step=100, dropout_prob=0.0,
-                mt_influence_dropout=False, train_batch_size=32, learning_rate=0.02)  # fmt: skip
-    config, model, (train, valid, _) = build(tiny_data, tmp_path, tables, **keys)
-    trainer = GenRecTrainer(config, model)
-    # the permuted tokenizer is a probe added to the training groups; D_val = the real checkpoints
-    next(h for h in trainer.hooks if isinstance(h, MTGRecCurriculum)).valid_tokenizers = [0, 2, 3]
-    trainer.fit(train, valid, saved=False, show_progress=False)
-    (update,) = trainer.mtgrec_history
-    influence = update["influence"]
-    assert influence[1] < min(influence[0], influence[2], influence[3]), influence
-    assert update["p"][1] < min(update["p"][0], update["p"][2], update["p"][3])
+# The spec's "a permuted-ID tokenizer gets lower influence than real checkpoints" is measured, not
+# tested: on this tiny model its outcome flips with the torch thread count (a strict xfail here was
+# flaky), see benchmarks/mtgrec_permuted_influence.py and its results.
 
 
 # ---------------------------------------------------------------------------- fine-tuning
