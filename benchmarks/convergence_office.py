@@ -11,6 +11,9 @@ parallel, one per core, and are merged into one table with the validation curves
     OMP_NUM_THREADS=1 python benchmarks/convergence_office.py run TIGER-cpu
     python benchmarks/convergence_office.py report                           # merge what has finished
 
+A group whose grid was stopped continues where it stopped when run again (``--append
+--keep_finished``: the finished settings are kept, the others trained).
+
 Groups: ``SASRec`` (RecBole's cross-entropy over all items), ``SASRec-BPR`` (one sampled
 negative, the TIGER paper's baseline), ``TIGER-cpu`` (``TIGER-cpu.yaml``, 0.3M parameters) and
 ``TIGER-spec`` (``TIGER.yaml``, 2.1M parameters), both TIGERs with
@@ -65,7 +68,9 @@ def main(argv=None):
         if unknown or not args.groups:
             parser.error(f"run needs groups from {', '.join(GROUPS)}; got {args.groups}")
         for group in args.groups:
-            compare(GROUPS[group] + PROTOCOL + ["--out", os.path.join(OUT, group)])
+            out = os.path.join(OUT, group)
+            again = ["--append", "--keep_finished"] if os.path.isfile(os.path.join(ROOT, out, "results.json")) else []
+            compare(GROUPS[group] + PROTOCOL + ["--out", out] + again)  # a stopped grid continues
         return
     done = [g for g in GROUPS if os.path.isfile(os.path.join(ROOT, OUT, g, "results.json"))]
     if not done:

@@ -11,6 +11,7 @@ pairs are passed to every model as on the ``run_recbole_genrec.py`` command line
 Label=Model`` runs one model under several rows, each with its own ``--model_config``); ``--append``
 adds models to an existing comparison (same dataset and config files, checked), and
 ``--merge DIR DIR ... --out DIR`` joins comparisons run in parallel on identical settings.
+``--append --keep_finished`` continues an interrupted grid: the settings ``--out`` finished are kept.
 
 ``--grid key=v1,v2,...`` (repeatable; the product of the values) tunes every model the same
 way: each row trains once per setting, the setting with the best validation score (RecBole's
@@ -55,6 +56,9 @@ def parse_args(argv):
                              "chosen on validation, e.g. --grid learning_rate=0.001,0.003,0.005,0.01")
     parser.add_argument("--append", action="store_true",
                         help="add these models to the results.json in --out (same dataset and config files)")
+    parser.add_argument("--keep_finished", action="store_true",
+                        help="with --append and --grid: keep the grid settings --out already finished for a "
+                             "model and run only the others (continue an interrupted grid)")
     args, extra = parser.parse_known_args(argv)
     models = model_rows(args.models)
     per_model = {}
@@ -103,13 +107,20 @@ def choose_on_validation(runs, pending=()):
         return dict(runs[0][1], grid=[{"setting": s, "error": r["error"]} for s, r in runs])
     sign = 1.0 if ok[0][1].get("valid_score_bigger", True) else -1.0
     setting, best = max(ok, key=lambda sr: sign * sr[1]["best_valid_score"])  # first of equals wins
-    summary = [
-        {"setting": s, "error": r["error"]} if "error" in r else
-        {"setting": s, "best_valid_score": r["best_valid_score"], "test_result": r["test_result"],
-         "train_seconds": r["train_seconds"], "epochs_run": r.get("epochs_run"), "valid_curve": r.get("valid_curve")}
-        for s, r in runs
-    ]
+    summary = [{"setting": s, "error": r["error"]} if "error" in r else {"setting": s, **r} for s, r in runs]
     return dict(best, chosen=setting, grid=summary)
+
+
+def finished_settings(row):
+    """``{setting label: result}`` of the grid settings a results.json row finished (for ``--keep_finished``).
+
+    The chosen setting's result is the row itself (complete in every version of results.json).
+    """
+    row = row or {}
+    chosen = {k: v for k, v in row.items() if k not in ("chosen", "grid")}
+    return {setting_label(run["setting"]): chosen if run["setting"] == row.get("chosen") else
+            {k: v for k, v in run.items() if k != "setting"}
+            for run in row.get("grid", []) if "error" not in run}
 
 
 def model_rows(spec):
@@ -376,6 +387,8 @@ def compare(argv=None):
     settings = {"dataset": args.dataset, "config_files": config_files, "budget": config_dict, "overrides": overrides}
     if args.grid:
         settings["grid"] = args.grid
+    if args.keep_finished and not (args.append and args.grid):
+        raise ConfigError("--keep_finished continues a grid: give it with --append and the same --grid.")
     if args.append:
         previous = load_previous(os.path.join(out, "results.json"), settings)
         results, commands = previous["results"], previous["commands"] + [command]
@@ -383,8 +396,12 @@ def compare(argv=None):
         print(f"[compare] {label} on {args.dataset} ...", flush=True)
         files = config_files + per_model.get(label, [])
         result_path = os.path.join(out, f".{label}-{os.getpid()}.json")
-        runs = []
+        runs, finished = [], finished_settings(results.get(label)) if args.keep_finished else {}
         for setting in grid:
+            if setting_label(setting) in finished:
+                print(f"[compare] {label}: {setting_label(setting)} kept from {out}", flush=True)
+                runs.append((setting, finished[setting_label(setting)]))
+                continue
             if setting:
                 print(f"[compare] {label}: {setting_label(setting)}", flush=True)
             extra = [f"--{key}={value}" for key, value in setting.items()]

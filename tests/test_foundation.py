@@ -354,6 +354,42 @@ def test_compare_grid_tunes_every_model_on_validation(tiny_data, tmp_path):
         compare(args + ["--append"])
 
 
+def test_compare_keep_finished_continues_an_interrupted_grid(tmp_path, monkeypatch):
+    import json
+
+    import recbole_genrec.compare as cmp
+
+    trained, stop_at = [], [0.3]
+
+    def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
+        lr = float(overrides[-1].split("=")[1])
+        trained.append(lr)
+        if lr in stop_at:
+            raise KeyboardInterrupt  # the grid is stopped while this setting trains
+        return {"best_valid_score": lr, "valid_score_bigger": True, "test_result": {"ndcg@10": lr / 10},
+                "train_seconds": 1.0, "epochs_run": 2, "peak_rss_mb": 1.0, "num_params": 3}
+
+    monkeypatch.setattr(cmp, "run_model", fake_run)
+    monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
+    out = tmp_path / "grid"
+    args = ["--models", "BPR", "--dataset", "tiny", "--out", str(out), "--grid", "learning_rate=0.2,0.3,0.1"]
+    with pytest.raises(KeyboardInterrupt):
+        cmp.compare(args)
+    row = json.loads((out / "results.json").read_text())["results"]["BPR"]
+    assert row["chosen"] == {"learning_rate": "0.2"}  # written after the first setting
+    assert [g.get("error") for g in row["grid"]] == [None, cmp.NOT_RUN, cmp.NOT_RUN]
+    with pytest.raises(ConfigError, match="--append"):
+        cmp.compare(args + ["--keep_finished"])
+    trained.clear()
+    stop_at.clear()
+    cmp.compare(args + ["--append", "--keep_finished"])
+    assert trained == [0.3, 0.1]  # 0.2 kept, not retrained
+    payload = json.loads((out / "results.json").read_text())
+    row = payload["results"]["BPR"]
+    assert row["chosen"] == {"learning_rate": "0.3"} and [g["best_valid_score"] for g in row["grid"]] == [0.2, 0.3, 0.1]
+    assert len(payload["commands"]) == 2
+
+
 def test_compare_rejects_bad_arguments():
     from recbole_genrec.compare import parse_args
 
