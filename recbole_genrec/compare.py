@@ -401,13 +401,13 @@ def compare(argv=None):
             if setting_label(setting) in finished:
                 print(f"[compare] {label}: {setting_label(setting)} kept from {out}", flush=True)
                 runs.append((setting, finished[setting_label(setting)]))
-                continue
-            if setting:
-                print(f"[compare] {label}: {setting_label(setting)}", flush=True)
-            extra = [f"--{key}={value}" for key, value in setting.items()]
-            runs.append((setting, run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)))
-            if os.path.exists(result_path):
-                os.remove(result_path)
+            else:
+                if setting:
+                    print(f"[compare] {label}: {setting_label(setting)}", flush=True)
+                extra = [f"--{key}={value}" for key, value in setting.items()]
+                runs.append((setting, run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)))
+                if os.path.exists(result_path):
+                    os.remove(result_path)
             results[label] = choose_on_validation(runs, grid[len(runs):]) if args.grid else runs[0][1]
             # written after every run: an interrupted comparison keeps what it finished
             table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))

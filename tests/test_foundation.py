@@ -388,6 +388,9 @@ def test_compare_keep_finished_continues_an_interrupted_grid(tmp_path, monkeypat
     row = payload["results"]["BPR"]
     assert row["chosen"] == {"learning_rate": "0.3"} and [g["best_valid_score"] for g in row["grid"]] == [0.2, 0.3, 0.1]
     assert len(payload["commands"]) == 2
+    trained.clear()
+    cmp.compare(args + ["--append", "--keep_finished"])  # nothing left to run: the table is rewritten as it was
+    assert trained == [] and json.loads((out / "results.json").read_text())["results"] == payload["results"]
 
 
 def test_compare_rejects_bad_arguments():
