@@ -51,6 +51,16 @@ def compare(args):
     subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *args], cwd=ROOT, check=True)
 
 
+def compute_line(group):
+    """Training time a group's grid has spent (every finished setting) and its chosen run's wall time."""
+    with open(os.path.join(ROOT, OUT, group, "results.json")) as f:
+        rows = json.load(f)["results"].values()
+    runs = [run for row in rows for run in row.get("grid", []) if "error" not in run]
+    wall = [row["wall_seconds"] for row in rows if "wall_seconds" in row]
+    return (f"{group}: {len(runs)} setting(s) finished, {sum(r['train_seconds'] for r in runs) / 3600:.1f} h of "
+            f"training in all; the chosen run took {wall[0] / 60:.0f} min wall" if wall else f"{group}: nothing finished")
+
+
 def unfinished_settings(group):
     """The grid settings of ``group`` that did not run (its comparison was stopped before them)."""
     with open(os.path.join(ROOT, OUT, group, "results.json")) as f:
@@ -88,6 +98,7 @@ def main(argv=None):
         f"Groups run: {', '.join(done)}." + (f" **Not yet run: {', '.join(missing)}.**" if missing else "")
         + "".join(f" **{g}: grid incomplete, {', '.join(unfinished_settings(g))} not run; its row is the best of "
                   "the settings that finished.**" for g in partial), "",
+        "Time: " + "; ".join(compute_line(g) for g in done) + ".", "",
         table, "![validation curves](convergence_office/curves.png)", "",
     ]
     with open(os.path.join(ROOT, "benchmarks", "results", "convergence_office.md"), "w") as f:
