@@ -51,21 +51,23 @@ def compare(args):
     subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *args], cwd=ROOT, check=True)
 
 
-def compute_line(group):
-    """Training time a group's grid has spent (every finished setting) and its chosen run's wall time."""
+def grid_runs(group):
+    """Every grid entry (one per setting) of a group's results.json, and its rows' wall seconds."""
     with open(os.path.join(ROOT, OUT, group, "results.json")) as f:
-        rows = json.load(f)["results"].values()
-    runs = [run for row in rows for run in row.get("grid", []) if "error" not in run]
-    wall = [row["wall_seconds"] for row in rows if "wall_seconds" in row]
+        rows = list(json.load(f)["results"].values())
+    return [run for row in rows for run in row.get("grid", [])], [row["wall_seconds"] for row in rows if "wall_seconds" in row]
+
+
+def compute_line(group, runs, wall):
+    """Training time a group's grid has spent (every finished setting) and its chosen run's wall time."""
+    runs = [run for run in runs if "error" not in run]
     return (f"{group}: {len(runs)} setting(s) finished, {sum(r['train_seconds'] for r in runs) / 3600:.1f} h of "
             f"training in all; the chosen run took {wall[0] / 60:.0f} min wall" if wall else f"{group}: nothing finished")
 
 
-def unfinished_settings(group):
-    """The grid settings of ``group`` that did not run (its comparison was stopped before them)."""
-    with open(os.path.join(ROOT, OUT, group, "results.json")) as f:
-        rows = json.load(f)["results"].values()
-    return [setting_label(run["setting"]) for row in rows for run in row.get("grid", []) if run.get("error") == NOT_RUN]
+def unfinished_settings(runs):
+    """The grid settings that did not run (the group's comparison was stopped before them)."""
+    return [setting_label(run["setting"]) for run in runs if run.get("error") == NOT_RUN]
 
 
 def main(argv=None):
@@ -87,7 +89,8 @@ def main(argv=None):
         sys.exit("error: no group has finished a run yet (run: python benchmarks/convergence_office.py run SASRec)")
     compare(["--merge", *(os.path.join(OUT, g) for g in done), "--out", OUT])
     missing = [g for g in GROUPS if g not in done]
-    partial = [g for g in done if unfinished_settings(g)]
+    runs = {g: grid_runs(g) for g in done}
+    partial = {g: unfinished_settings(runs[g][0]) for g in done if unfinished_settings(runs[g][0])}
     with open(os.path.join(ROOT, OUT, "results.md")) as f:
         table = f.read().split("\n", 2)[2]  # without the merged file's title
     text = [
@@ -96,9 +99,9 @@ def main(argv=None):
         "`OMP_NUM_THREADS=1 python benchmarks/convergence_office.py run <group>` (one process per group, on a "
         "shared 2-core CPU: wall times are upper bounds). Protocol: `" + " ".join(PROTOCOL) + "`.", "",
         f"Groups run: {', '.join(done)}." + (f" **Not yet run: {', '.join(missing)}.**" if missing else "")
-        + "".join(f" **{g}: grid incomplete, {', '.join(unfinished_settings(g))} not run; its row is the best of "
-                  "the settings that finished.**" for g in partial), "",
-        "Time: " + "; ".join(compute_line(g) for g in done) + ".", "",
+        + "".join(f" **{g}: grid incomplete, {', '.join(settings)} not run; its row is the best of "
+                  "the settings that finished.**" for g, settings in partial.items()), "",
+        "Time: " + "; ".join(compute_line(g, *runs[g]) for g in done) + ".", "",
         table, "![validation curves](convergence_office/curves.png)", "",
     ]
     with open(os.path.join(ROOT, "benchmarks", "results", "convergence_office.md"), "w") as f:

@@ -38,8 +38,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join("benchmarks", "results", "mtgrec_office")
-REPORT = os.path.join("benchmarks", "results", "mtgrec_office")  # + .md / .json
+OUT = os.path.join("benchmarks", "results", "mtgrec_office")  # seed<S>/ folders; the report is OUT + .md / .json
 CPU = "recbole_genrec/properties/model/TIGER-cpu.yaml"
 MTG_CPU = "recbole_genrec/properties/model/MTGRec-cpu.yaml"
 BUDGET = "benchmarks/configs/tiger_mtgrec_budget.yaml"
@@ -161,9 +160,9 @@ def main(argv=None):
         sys.exit(f"error: no seed has finished under {args.root} (run: python benchmarks/mtgrec_office.py run 2024)")
     summary = summarise(seeds)
     text = report_markdown(summary, seeds)
-    with open(os.path.join(ROOT, REPORT + ".md"), "w") as f:
+    with open(os.path.join(ROOT, OUT + ".md"), "w") as f:
         f.write(text)
-    with open(os.path.join(ROOT, REPORT + ".json"), "w") as f:
+    with open(os.path.join(ROOT, OUT + ".json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(text)
 

@@ -29,7 +29,7 @@ KEYS = dict(sid_num_tokenizers=4, epochs=16, mt_stage_epochs=[15], eval_step=100
             mt_influence_dropout=False, train_batch_size=32, learning_rate=0.02)  # fmt: skip
 
 
-def one_case(code_seed, threads, queue):
+def one_case(code_seed, threads):
     sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
     import torch
 
@@ -52,17 +52,13 @@ def one_case(code_seed, threads, queue):
         trainer.hook(MTGRecCurriculum).valid_tokenizers = [0, 2, 3]
         trainer.fit(train, valid, saved=False, show_progress=False)
         (update,) = trainer.mtgrec_history
-        queue.put([float(x) for x in update["influence"]])
+        return [float(x) for x in update["influence"]]
 
 
 def run_case(code_seed, threads):
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=one_case, args=(code_seed, threads, queue))
-    proc.start()
-    influence = queue.get()
-    proc.join()
-    return influence
+    """``one_case`` in a fresh process (no state from earlier cases); its errors are raised here."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(one_case, (code_seed, threads))
 
 
 def main(argv=None):
