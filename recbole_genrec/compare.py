@@ -94,14 +94,13 @@ def setting_label(setting):
 NOT_RUN = "not run (the grid stopped before it)"
 
 
-def choose_on_validation(runs, pending=()):
+def choose_on_validation(runs):
     """The run with the best validation score (``valid_score_bigger`` respected), with every run listed.
 
-    ``runs``: ``[(setting, result)]``. Failed runs are listed but never chosen; if all failed,
-    the first failure is the row. ``pending``: settings not run yet, listed as :data:`NOT_RUN`
-    (the row is written after every setting, so an interrupted grid keeps what it finished).
+    ``runs``: ``[(setting, result)]``. Failed runs (and :data:`NOT_RUN` ones) are listed but never
+    chosen; if all failed, the first failure is the row.
     """
-    runs = list(runs) + [(s, {"error": NOT_RUN}) for s in pending]
+    runs = list(runs)
     ok = [(s, r) for s, r in runs if "error" not in r]
     if not ok:
         return dict(runs[0][1], grid=[{"setting": s, "error": r["error"]} for s, r in runs])
@@ -109,6 +108,13 @@ def choose_on_validation(runs, pending=()):
     setting, best = max(ok, key=lambda sr: sign * sr[1]["best_valid_score"])  # first of equals wins
     summary = [{"setting": s, "error": r["error"]} if "error" in r else {"setting": s, **r} for s, r in runs]
     return dict(best, chosen=setting, grid=summary)
+
+
+def grid_row(grid, done):
+    """The results row of a grid of which ``done`` (``{setting label: result}``) has run; the rest are
+    listed as :data:`NOT_RUN` (the row is written after every setting, so an interrupted grid keeps
+    what it finished)."""
+    return choose_on_validation([(s, done.get(setting_label(s), {"error": NOT_RUN})) for s in grid])
 
 
 def finished_settings(row):
@@ -396,21 +402,24 @@ def compare(argv=None):
         print(f"[compare] {label} on {args.dataset} ...", flush=True)
         files = config_files + per_model.get(label, [])
         result_path = os.path.join(out, f".{label}-{os.getpid()}.json")
-        runs, finished = [], finished_settings(results.get(label)) if args.keep_finished else {}
-        for setting in grid:
-            if setting_label(setting) in finished:
+        done = finished_settings(results.get(label)) if args.keep_finished else {}
+        for setting in grid:  # every kept setting is in the row before anything is written
+            if setting_label(setting) in done:
                 print(f"[compare] {label}: {setting_label(setting)} kept from {out}", flush=True)
-                runs.append((setting, finished[setting_label(setting)]))
-            else:
-                if setting:
-                    print(f"[compare] {label}: {setting_label(setting)}", flush=True)
-                extra = [f"--{key}={value}" for key, value in setting.items()]
-                runs.append((setting, run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)))
-                if os.path.exists(result_path):
-                    os.remove(result_path)
-            results[label] = choose_on_validation(runs, grid[len(runs):]) if args.grid else runs[0][1]
+        for setting in grid:
+            if setting_label(setting) in done:
+                continue
+            if setting:
+                print(f"[compare] {label}: {setting_label(setting)}", flush=True)
+            extra = [f"--{key}={value}" for key, value in setting.items()]
+            done[setting_label(setting)] = run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)
+            if os.path.exists(result_path):
+                os.remove(result_path)
             # written after every run: an interrupted comparison keeps what it finished
+            results[label] = grid_row(grid, done) if args.grid else done[""]
             table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
+        results[label] = grid_row(grid, done) if args.grid else done[""]
+        table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
         print(f"[compare] {label}: {results[label].get('test_result', results[label].get('error'))}", flush=True)
     if any(a.startswith("--save_predictions=") for a in overrides):  # + A+B fixed / adaptive rows
         table = add_ensemble_rows(out, dict(settings, commands=commands, model_config=per_model, results=results))

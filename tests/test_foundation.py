@@ -306,7 +306,7 @@ def test_grid_settings_are_the_product_and_bad_specs_are_named():
 
 
 def test_grid_choice_uses_validation_only():
-    from recbole_genrec.compare import NOT_RUN, choose_on_validation
+    from recbole_genrec.compare import NOT_RUN, choose_on_validation, grid_row
 
     def run(valid, test, bigger=True):
         return {"best_valid_score": valid, "valid_score_bigger": bigger, "test_result": {"ndcg@10": test},
@@ -321,9 +321,10 @@ def test_grid_choice_uses_validation_only():
     assert choose_on_validation([({"lr": "a"}, run(0.1, 0, False)), ({"lr": "b"}, run(0.3, 0, False))])["chosen"] == {"lr": "a"}
     assert "error" in choose_on_validation([({"lr": "c"}, {"error": "boom"})])
     # an interrupted grid: the finished settings are chosen from, the rest listed as not run
-    partial = choose_on_validation(runs[:1], pending=[{"lr": "b"}])
-    assert partial["chosen"] == {"lr": "a"}
-    assert partial["grid"][1] == {"setting": {"lr": "b"}, "error": NOT_RUN}
+    partial = grid_row([{"lr": "a"}, {"lr": "b"}, {"lr": "c"}], {"lr=b": run(0.1, 0.9)})
+    assert partial["chosen"] == {"lr": "b"}
+    assert partial["grid"][0] == {"setting": {"lr": "a"}, "error": NOT_RUN}  # listed in grid order
+    assert partial["grid"][2] == {"setting": {"lr": "c"}, "error": NOT_RUN}
 
 
 def test_compare_grid_tunes_every_model_on_validation(tiny_data, tmp_path):
@@ -391,6 +392,38 @@ def test_compare_keep_finished_continues_an_interrupted_grid(tmp_path, monkeypat
     trained.clear()
     cmp.compare(args + ["--append", "--keep_finished"])  # nothing left to run: the table is rewritten as it was
     assert trained == [] and json.loads((out / "results.json").read_text())["results"] == payload["results"]
+
+
+def test_compare_keep_finished_loses_nothing_when_stopped_again(tmp_path, monkeypatch):
+    """A continued grid, stopped again before its first new setting finishes, still lists every setting
+    it kept, also from a results.json whose unchosen grid entries are summaries (older files)."""
+    import json
+
+    import recbole_genrec.compare as cmp
+
+    def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
+        lr = float(overrides[-1].split("=")[1])
+        if lr == 0.1:
+            raise KeyboardInterrupt
+        return {"best_valid_score": lr, "valid_score_bigger": True, "test_result": {"ndcg@10": lr / 10},
+                "train_seconds": 1.0, "epochs_run": 2, "peak_rss_mb": 1.0, "num_params": 3}
+
+    monkeypatch.setattr(cmp, "run_model", fake_run)
+    monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
+    out = tmp_path / "grid"
+    args = ["--models", "BPR", "--dataset", "tiny", "--out", str(out), "--grid", "learning_rate=0.2,0.3,0.1"]
+    with pytest.raises(KeyboardInterrupt):
+        cmp.compare(args)
+    payload = json.loads((out / "results.json").read_text())
+    grid = payload["results"]["BPR"]["grid"]
+    grid[0] = {k: grid[0][k] for k in ("setting", "best_valid_score", "test_result", "train_seconds", "epochs_run")}
+    (out / "results.json").write_text(json.dumps(payload))
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            cmp.compare(args + ["--append", "--keep_finished"])
+        row = json.loads((out / "results.json").read_text())["results"]["BPR"]
+        assert row["chosen"] == {"learning_rate": "0.3"} and row["peak_rss_mb"] == 1.0
+        assert [g.get("best_valid_score") for g in row["grid"]] == [0.2, 0.3, None]
 
 
 def test_compare_rejects_bad_arguments():
