@@ -11,7 +11,9 @@ pairs are passed to every model as on the ``run_recbole_genrec.py`` command line
 Label=Model`` runs one model under several rows, each with its own ``--model_config``); ``--append``
 adds models to an existing comparison (same dataset and config files, checked), and
 ``--merge DIR DIR ... --out DIR`` joins comparisons run in parallel on identical settings.
-``--append --keep_finished`` continues an interrupted grid: the settings ``--out`` finished are kept.
+``--append --keep_finished`` continues an interrupted grid: the settings ``--out`` finished are kept,
+and the setting it was stopped in resumes from its last epoch (each grid setting keeps its
+checkpoints in its own folder, :func:`setting_checkpoint_dir`, with a resume state while it trains).
 
 ``--grid key=v1,v2,...`` (repeatable; the product of the values) tunes every model the same
 way: each row trains once per setting, the setting with the best validation score (RecBole's
@@ -25,6 +27,8 @@ and ``results.png`` (grouped bars of the test metrics).
 """
 
 import argparse
+import glob
+import hashlib
 import json
 import multiprocessing
 import os
@@ -127,6 +131,26 @@ def finished_settings(row):
     return {setting_label(run["setting"]): chosen if run["setting"] == row.get("chosen") else
             {k: v for k, v in run.items() if k != "setting"}
             for run in row.get("grid", []) if "error" not in run}
+
+
+def setting_checkpoint_dir(out, label, setting, overrides):
+    """The checkpoint folder of one grid setting of one row: ``<checkpoint_dir>/compare/<out>-<hash>/<label>/<setting>``.
+
+    Its own folder per comparison, row and setting, so ``--keep_finished`` finds the resume state
+    of the setting a stopped grid was training (``--resume=latest`` there). ``<checkpoint_dir>``
+    is a ``--checkpoint_dir=`` override, else RecBole's default ``saved``.
+    """
+    base = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("--checkpoint_dir=")), "saved")
+    where = os.path.abspath(out)
+    tag = f"{os.path.basename(where)}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
+    return os.path.join(base, "compare", tag, label, setting_label(setting).replace(", ", ",") or "default")
+
+
+def interrupted_run(folder, model):
+    """The resume state a stopped run of ``model`` left in ``folder`` (None if there is none)."""
+    from recbole_genrec.trainer.resume import RESUME_SUFFIX
+
+    return next(iter(sorted(glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(model)}-*{RESUME_SUFFIX}")))), None)
 
 
 def model_rows(spec):
@@ -411,7 +435,14 @@ def compare(argv=None):
                 continue
             if setting:
                 print(f"[compare] {label}: {setting_label(setting)}", flush=True)
-            extra = [f"--{key}={value}" for key, value in setting.items()]
+            extra = []
+            if args.grid:  # each setting its own checkpoint folder: a stopped setting can resume
+                folder = setting_checkpoint_dir(out, label, setting, overrides)
+                extra.append(f"--checkpoint_dir={folder}")
+                if args.keep_finished and interrupted_run(folder, model):
+                    print(f"[compare] {label}: {setting_label(setting)} resumes from {interrupted_run(folder, model)}", flush=True)
+                    extra.append("--resume=latest")
+            extra += [f"--{key}={value}" for key, value in setting.items()]
             done[setting_label(setting)] = run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)
             if os.path.exists(result_path):
                 os.remove(result_path)

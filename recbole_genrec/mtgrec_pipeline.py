@@ -73,7 +73,7 @@ def _fit(trainer, config, train_data, valid_data):
     if result is None:  # never validated (eval_step > epochs): validate and hand over the last weights
         score, result = trainer._valid_epoch(valid_data, show_progress=config["show_progress"])
         trainer.best_valid_score, trainer.best_valid_result = score, result
-        trainer._save_checkpoint(trainer.start_epoch + trainer.epochs_run - 1)
+        trainer._save_checkpoint(trainer.epochs_trained() - 1)
     return score, result, time.perf_counter() - start
 
 

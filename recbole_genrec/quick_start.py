@@ -121,11 +121,9 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     if not config["single_spec"]:
         _share_checkpoint_path(trainer)
 
-    start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
-    train_seconds = time.perf_counter() - start
     if not config["single_spec"]:
         dist.barrier()  # rank 0 has written the best checkpoint before anyone reloads it
     start = time.perf_counter()
@@ -153,11 +151,11 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
-        "train_seconds": train_seconds,
+        "train_seconds": trainer.fit_seconds,  # a resumed run's included
         "test_seconds": test_seconds,
         "peak_rss_mb": peak_rss_mb(),
         # RecBole's LightGBM/XGBoost models are boosters, not torch modules
         "num_params": sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else None,
-        "epochs_run": trainer.epochs_run,
+        "epochs_run": trainer.epochs_trained(),
         "valid_curve": trainer.valid_curve,
     }

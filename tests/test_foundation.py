@@ -426,6 +426,39 @@ def test_compare_keep_finished_loses_nothing_when_stopped_again(tmp_path, monkey
         assert [g.get("best_valid_score") for g in row["grid"]] == [0.2, 0.3, None]
 
 
+def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tmp_path, monkeypatch):
+    """Each grid setting trains in its own checkpoint folder; a continued grid passes --resume=latest
+    to the setting whose folder holds a resume state (the run the stop interrupted), and only to it."""
+    import recbole_genrec.compare as cmp
+
+    calls = {}
+
+    def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
+        lr = overrides[-1]
+        folder = [o.split("=", 1)[1] for o in overrides if o.startswith("--checkpoint_dir=")][-1]
+        calls[lr] = (folder, "--resume=latest" in overrides)
+        if lr.endswith("0.1") and not calls[lr][1]:
+            os.makedirs(folder, exist_ok=True)
+            open(os.path.join(folder, "BPR-Dec-06-2026_10-00-00-1-abcdef.resume.pth"), "w").close()
+            raise KeyboardInterrupt  # stopped while training, its resume state on disk
+        return {"best_valid_score": 0.1, "valid_score_bigger": True, "test_result": {"ndcg@10": 0.1},
+                "train_seconds": 1.0, "epochs_run": 2, "peak_rss_mb": 1.0, "num_params": 3}
+
+    monkeypatch.setattr(cmp, "run_model", fake_run)
+    monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
+    args = ["--models", "BPR", "--dataset", "tiny", "--out", str(tmp_path / "grid"), "--grid",
+            "learning_rate=0.2,0.1,0.3", f"--checkpoint_dir={tmp_path / 'ckpt'}"]
+    with pytest.raises(KeyboardInterrupt):
+        cmp.compare(args)
+    folders = {lr: folder for lr, (folder, _) in calls.items()}
+    assert len(set(folders.values())) == 2 and all(f.startswith(str(tmp_path / "ckpt")) for f in folders.values())
+    first = dict(calls)
+    calls.clear()
+    cmp.compare(args + ["--append", "--keep_finished"])
+    assert calls == {"--learning_rate=0.1": (first["--learning_rate=0.1"][0], True),
+                     "--learning_rate=0.3": (calls["--learning_rate=0.3"][0], False)}
+    assert calls["--learning_rate=0.3"][0] not in folders.values()
+
 def test_compare_rejects_bad_arguments():
     from recbole_genrec.compare import parse_args
 

@@ -71,6 +71,12 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_run(case, tiny_data, t
     assert resumed["best_valid_score"] == full["best_valid_score"]
     assert resumed["best_valid_result"] == full["best_valid_result"]
     assert resumed["test_result"] == full["test_result"]
+    # the whole run's history: every epoch and validation, the ones before the interruption included
+    assert resumed["epochs_run"] == full["epochs_run"] == EPOCHS
+    curve = [(c["epoch"], c["valid_score"]) for c in resumed["valid_curve"]]
+    assert curve == [(c["epoch"], c["valid_score"]) for c in full["valid_curve"]] and len(curve) == EPOCHS
+    seconds = [c["train_seconds"] for c in resumed["valid_curve"]]
+    assert seconds == sorted(seconds) and resumed["train_seconds"] >= resumed["valid_curve"][-1]["wall_seconds"] > 0
 
 
 def test_resume_from_an_explicit_checkpoint_path(tiny_data, tmp_path, monkeypatch):

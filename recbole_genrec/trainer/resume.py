@@ -7,7 +7,8 @@ next to the best checkpoint, rewritten atomically at the start of every epoch (i
 previous epoch's training, validation and best-checkpoint save). It holds what the next epoch
 depends on: model and optimizer state, the next epoch, early-stopping counter, best score and
 result, the random generators (python, numpy, torch CPU/CUDA, the training loader's
-shuffle generator) and the name of the run's best checkpoint. Learning-rate schedules follow
+shuffle generator), the name of the run's best checkpoint and the run's history so far (its
+validation curve, training and wall seconds: a resumed run reports the whole run's). Learning-rate schedules follow
 from the epoch (the ``WarmupSchedule`` hook fast-forwards from ``start_epoch``) and loaders drawn per epoch (GenPAS, length buckets) from ``(seed, epoch)``.
 
 ``--resume=latest`` takes the newest ``<model>-*.resume.pth`` in ``checkpoint_dir``;
@@ -22,6 +23,7 @@ seed (``benchmarks/results/reliability.md``). A run that finished keeps no resum
 import glob
 import os
 import random
+import time
 from collections import OrderedDict
 from logging import getLogger
 
@@ -89,12 +91,18 @@ class ResumeState(TrainerHook):
     def __init__(self, save):
         self.save = bool(save)
         self.pending_rng = None  # set by resume_from_config: applied before the first resumed epoch
+        self.pending_history = None  # set by resume_from_config: the run's curve and seconds before
         self.finished = False
         self.train_data = None
 
     def fit_start(self, trainer, train_data, valid_data):
         self.train_data = train_data
         self.saving = self.save and _is_writer(trainer.config)
+        if self.pending_history is not None:  # fit has just reset them: prepend what came before
+            history, self.pending_history = self.pending_history, None
+            trainer.valid_curve[:0] = history["valid_curve"]
+            trainer._train_seconds += history["train_seconds"]
+            trainer._fit_start -= history["wall_seconds"]
         if self.finished:
             raise StopTraining("Resumed run had finished training: testing its best checkpoint")
 
@@ -127,6 +135,11 @@ class ResumeState(TrainerHook):
             "state_dict": trainer.model.state_dict(),
             "optimizer": trainer.optimizer.state_dict(),
             "rng": _rng_state(self.train_data),
+            "history": {
+                "valid_curve": list(trainer.valid_curve),
+                "train_seconds": float(trainer._train_seconds),
+                "wall_seconds": time.perf_counter() - trainer._fit_start,
+            },
         }
         atomic_torch_save(state, resume_state_path(trainer.saved_model_file))
 
@@ -206,6 +219,7 @@ def resume_from_config(config, trainer, train_data):
     trainer.saved_model_file = os.path.join(os.path.dirname(path), state["best_model_file"])
     hook = trainer.hook(ResumeState)
     hook.pending_rng, hook.finished = state["rng"], state["finished"]
+    hook.pending_history = state.get("history")  # (states written before it kept no history)
     if isinstance(train_data, EpochDrawnLoader):  # drawn per (seed, epoch): replay the next one
         train_data.set_epoch(trainer.start_epoch)
     logger.info(f"Resumed from '{path}': training continues at epoch {trainer.start_epoch}.")

@@ -4,9 +4,12 @@
 for plugin and sequential models, ``KGTrainer``, ``NCLTrainer``, ... as RecBole picks) with
 :class:`HookPoints` in front. With no hooks it behaves exactly as RecBole's trainer; every
 hook a model or its config declares (:func:`hooks.hooks_for`) runs at the named points.
-``trainer.epochs_run`` counts the epochs this ``fit`` trained; ``trainer.valid_curve`` lists its
-validations, ``{"epoch", "train_seconds", "wall_seconds", "valid_score"}`` each (training seconds
-summed over the epochs so far, wall seconds since ``fit`` started), for learning curves.
+``trainer.epochs_run`` counts the epochs this ``fit`` trained, ``trainer.epochs_trained()`` those of
+the whole run (a resumed run's included); ``trainer.valid_curve`` lists the run's validations,
+``{"epoch", "train_seconds", "wall_seconds", "valid_score"}`` each (training seconds summed over the
+epochs so far, wall seconds since the run started), for learning curves; ``trainer.fit_seconds`` is
+the run's wall time in ``fit`` (a resumed run's before the interruption included, see
+:class:`~recbole_genrec.trainer.resume.ResumeState`).
 """
 
 import contextlib
@@ -48,7 +51,7 @@ class HookPoints:
         self.hooks = hooks_for(config, model, epoch_based=isinstance(self, Trainer))
         self.epochs_run = 0
         self.valid_curve = []
-        self._train_seconds = self._fit_start = 0.0
+        self._train_seconds = self._fit_start = self.fit_seconds = 0.0
         self._phase = "test"
 
     def _call(self, point, *args):
@@ -67,8 +70,10 @@ class HookPoints:
             result = super().fit(train_data, valid_data, *args, **kwargs)
         except StopTraining as stop:
             self.logger.info(f"{stop}: stopping with the best validation result so far.")
-            return self.best_valid_score, self.best_valid_result
-        self._call("fit_end")
+            result = self.best_valid_score, self.best_valid_result
+        else:
+            self._call("fit_end")
+        self.fit_seconds = time.perf_counter() - self._fit_start
         return result
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
@@ -81,7 +86,7 @@ class HookPoints:
         self._call("epoch_end", epoch_idx, loss, seconds)
         return loss
 
-    def _epochs_trained(self):
+    def epochs_trained(self):
         """Epochs trained so far, a resumed run's included (the one-step decision-tree trainers
         keep no ``start_epoch``: they train once per ``fit``)."""
         return self.start_epoch + self.epochs_run if isinstance(self, Trainer) else self.epochs_run
@@ -93,7 +98,7 @@ class HookPoints:
         finally:
             self._phase = "test"
         self.valid_curve.append({
-            "epoch": self._epochs_trained(),
+            "epoch": self.epochs_trained(),
             "train_seconds": round(self._train_seconds, 3),
             "wall_seconds": round(time.perf_counter() - self._fit_start, 3),
             "valid_score": float(valid_score),
