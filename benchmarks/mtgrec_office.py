@@ -4,6 +4,7 @@ One comparison (``python -m recbole_genrec.compare``) per seed, every variant on
 the same total epoch budget, then one report over the seeds:
 
     OMP_NUM_THREADS=1 python benchmarks/mtgrec_office.py run 2024       # one seed per process (one per core)
+    OMP_NUM_THREADS=1 python benchmarks/mtgrec_office.py run 2024 --variants TIGER,TIGER++   # some variants
     OMP_NUM_THREADS=1 python benchmarks/mtgrec_office.py run 2025
     OMP_NUM_THREADS=1 python benchmarks/mtgrec_office.py run 2026
     python benchmarks/mtgrec_office.py report                           # mean ± std, paired differences
@@ -62,6 +63,17 @@ def compare_args(seed, variants):
     for v in variants:
         args += [a for f in VARIANTS[v][1] for a in ("--model_config", f"{v}={f}")]
     return args + PROTOCOL + [f"--seed={seed}", "--out", os.path.join(OUT, f"seed{seed}")]
+
+
+def variants_to_run(folder, variants):
+    """``(variants, flags)``: the ``variants`` a seed folder has not finished, and ``--append`` when it
+    holds a results.json (the finished variants are kept; a seed can be run a few variants at a time)."""
+    path = os.path.join(folder, "results.json")
+    if not os.path.isfile(path):
+        return list(variants), []
+    with open(path) as f:
+        results = json.load(f)["results"]
+    return [v for v in variants if "test_result" not in results.get(v, {})], ["--append"]
 
 
 def load_seeds(root):
@@ -153,7 +165,12 @@ def main(argv=None):
         unknown = [v for v in variants if v not in VARIANTS]
         if args.seed is None or unknown:
             parser.error(f"run needs a seed and variants from {', '.join(VARIANTS)} (unknown: {unknown})")
-        subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *compare_args(args.seed, variants)], cwd=ROOT, check=True)
+        todo, flags = variants_to_run(os.path.join(ROOT, OUT, f"seed{args.seed}"), variants)
+        print(f"seed {args.seed}: finished {', '.join(v for v in variants if v not in todo) or 'none'}; "
+              f"to run {', '.join(todo) or 'none'}", flush=True)
+        if todo:
+            subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *compare_args(args.seed, todo), *flags],
+                           cwd=ROOT, check=True)
         return
     seeds = load_seeds(args.root)
     if not seeds:

@@ -55,6 +55,19 @@ def write_seed(root, seed, scores, overrides=("--eval_step=5",)):
         json.dump(payload, f)
 
 
+def test_a_seed_runs_a_few_variants_at_a_time(bench, tmp_path):
+    every = list(bench.VARIANTS)
+    assert bench.variants_to_run(str(tmp_path / "seed7"), every) == (every, [])  # nothing yet: a new comparison
+    write_seed(tmp_path, 7, {"TIGER": (0.1, 0.05)})
+    with open(tmp_path / "seed7" / "results.json") as f:
+        payload = json.load(f)
+    payload["results"]["MTGRec"] = {"error": "process exited with code 1"}  # failed: run again
+    with open(tmp_path / "seed7" / "results.json", "w") as f:
+        json.dump(payload, f)
+    todo, flags = bench.variants_to_run(str(tmp_path / "seed7"), every)
+    assert todo == [v for v in every if v != "TIGER"] and flags == ["--append"]
+
+
 def test_report_over_seeds(bench, tmp_path):
     write_seed(tmp_path, 1, {"TIGER": (0.10, 0.05), "TIGER++": (0.12, 0.06), "MTGRec": (0.15, 0.08)})
     write_seed(tmp_path, 2, {"TIGER": (0.20, 0.07), "TIGER++": (0.18, 0.06), "MTGRec": (0.21, 0.10)})
