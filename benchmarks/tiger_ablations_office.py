@@ -1,0 +1,143 @@
+"""Why TIGER trails SASRec on office (issue 12, Build 4): one change at a time to the converged CPU-preset TIGER.
+
+Each ablation is the ``TIGER-cpu`` group of ``convergence_office.py`` with one change, under the same
+protocol (early stopping, batch 256, bf16 autocast, length buckets, the best checkpoint tested),
+trained at the learning rate that group's grid chose on validation. The learning rate is given as a
+one-setting grid, so a run stopped part-way resumes from its last epoch when run again (``compare
+--append --keep_finished``)::
+
+    OMP_NUM_THREADS=1 python benchmarks/tiger_ablations_office.py run published-codes   # one per process
+    python benchmarks/tiger_ablations_office.py report
+
+Ablations (what each one asks):
+
+* ``published-codes``: the APAO authors' residual k-means IDs for office
+  (``../shared/data/office/office.sid-rqkmeans.json``, 4 levels, collisions unresolved) instead of
+  ours: are our codes the problem?
+* ``rqvae-codes``: our RQ-VAE tokenizer (``sid_method: rqvae``) instead of residual k-means.
+* ``user-tokens``: 2,000 hashed user tokens (the TIGER paper) instead of one constant BOS token.
+* ``spec-size``: ``TIGER.yaml``'s architecture (2.1M parameters) instead of the CPU preset (0.3M):
+  capacity, given that TIGER's gap to SASRec is on memorised transitions (``memgen_office.md``).
+
+Writes ``benchmarks/results/tiger_ablations_office/<ablation>/`` (the comparison's files) and
+``benchmarks/results/tiger_ablations_office.md`` (+ ``.json``): each ablation beside the
+baseline (the TIGER-cpu grid's run at the same learning rate) and SASRec's tuned row.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import convergence_office as conv
+from recbole_genrec.compare import NOT_RUN
+
+ROOT = conv.ROOT
+OUT = os.path.join("benchmarks", "results", "tiger_ablations_office")
+CPU = "recbole_genrec/properties/model/TIGER-cpu.yaml"
+ABLATIONS = {  # name: (architecture yaml or None for TIGER.yaml's, the one change as overrides, what it tests)
+    "published-codes": (CPU, ["--sid_file=office.sid-rqkmeans.json"], "APAO authors' office IDs"),
+    "rqvae-codes": (CPU, ["--sid_method=rqvae"], "RQ-VAE codes"),
+    "user-tokens": (CPU, ["--n_user_tokens=2000"], "2,000 user tokens"),
+    "spec-size": (None, [], "spec-size model (2.1M parameters)"),
+}
+# the convergence protocol without its grid (the learning rate is fixed to the TIGER-cpu group's choice)
+PROTOCOL = [a for i, a in enumerate(conv.PROTOCOL) if a != "--grid" and conv.PROTOCOL[i - 1] != "--grid"]
+
+
+def load_group(group):
+    """A convergence group's results.json row (``TIGER-cpu``, ``SASRec``)."""
+    with open(os.path.join(ROOT, conv.OUT, group, "results.json")) as f:
+        return json.load(f)["results"][group]
+
+
+def chosen_learning_rate():
+    """The TIGER-cpu grid's choice on validation; an error while its grid is incomplete."""
+    row = load_group("TIGER-cpu")
+    missing = [run["setting"] for run in row["grid"] if run.get("error") == NOT_RUN]
+    if missing:
+        sys.exit(f"error: the TIGER-cpu grid has not finished ({missing} not run): run "
+                 "`python benchmarks/convergence_office.py run TIGER-cpu` first, or give --learning_rate.")
+    return row["chosen"]["learning_rate"]
+
+
+def compare_args(name, learning_rate):
+    arch, change, _ = ABLATIONS[name]
+    files = ([arch] if arch else []) + [conv.CONVERGE]
+    return (["--models", f"{name}=TIGER"] + [a for f in files for a in ("--model_config", f"{name}={f}")]
+            + PROTOCOL + ["--grid", f"learning_rate={learning_rate}"] + change + ["--out", os.path.join(OUT, name)])
+
+
+def baseline_run(learning_rate):
+    """The TIGER-cpu grid's run at ``learning_rate`` (the ablations' baseline)."""
+    runs = [r for r in load_group("TIGER-cpu")["grid"] if r["setting"]["learning_rate"] == learning_rate]
+    return runs[0] if runs and "error" not in runs[0] else None
+
+
+def summary_rows():
+    """``[(row name, what changed, learning rate, result)]``: the baseline, each finished ablation, SASRec."""
+    rows = []
+    for name, (_, _, what) in ABLATIONS.items():
+        path = os.path.join(ROOT, OUT, name, "results.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                payload = json.load(f)
+            row = payload["results"][name]
+            if "error" not in row:
+                rows.append((name, what, row["chosen"]["learning_rate"], row))
+    for lr in sorted({lr for _, _, lr, _ in rows}):
+        base = baseline_run(lr)
+        if base:
+            rows.insert(0, ("TIGER-cpu", "baseline (convergence grid)", lr, base))
+    sasrec = load_group("SASRec")
+    rows.append(("SASRec", "tuned SASRec (convergence grid)", sasrec["chosen"]["learning_rate"], sasrec))
+    return rows
+
+
+def report_markdown(rows):
+    base = {lr: r["test_result"]["ndcg@10"] for name, _, lr, r in rows if name == "TIGER-cpu"}
+    lines = ["# Why TIGER trails SASRec on office: one change at a time", "",
+             "Generated by `python benchmarks/tiger_ablations_office.py report` from `OMP_NUM_THREADS=1 python "
+             "benchmarks/tiger_ablations_office.py run <ablation>`. Protocol (every row): `" + " ".join(PROTOCOL)
+             + "`, the learning rate fixed to the TIGER-cpu grid's choice on validation.", "",
+             "| row | change | lr | best valid NDCG@10 | test Recall@10 | test NDCG@10 | Δ NDCG@10 vs baseline | epochs | train h |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, what, lr, r in rows:
+        test = r["test_result"]
+        delta = f"{test['ndcg@10'] - base[lr]:+.4f}" if lr in base and name not in ("TIGER-cpu", "SASRec") else "—"
+        lines.append(f"| {name} | {what} | {lr} | {r['best_valid_score']:.4f} | {test['recall@10']:.4f} | "
+                     f"{test['ndcg@10']:.4f} | {delta} | {r.get('epochs_run', '—')} | {r['train_seconds'] / 3600:.2f} |")
+    missing = [a for a in ABLATIONS if a not in {name for name, *_ in rows}]
+    if missing:
+        lines += ["", f"Not run yet: {', '.join(missing)}."]
+    return "\n".join(lines + [""])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("run", "report"))
+    parser.add_argument("ablations", nargs="*", default=[], help=f"with run: some of {', '.join(ABLATIONS)}")
+    parser.add_argument("--learning_rate", default=None, help="with run: instead of the TIGER-cpu grid's choice")
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        unknown = [a for a in args.ablations if a not in ABLATIONS]
+        if unknown or not args.ablations:
+            parser.error(f"run needs ablations from {', '.join(ABLATIONS)}; got {args.ablations}")
+        lr = args.learning_rate or chosen_learning_rate()
+        for name in args.ablations:
+            again = ["--append", "--keep_finished"] if os.path.isfile(os.path.join(ROOT, OUT, name, "results.json")) else []
+            subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *compare_args(name, lr), *again],
+                           cwd=ROOT, check=True)
+        return
+    rows = summary_rows()
+    text = report_markdown(rows)
+    with open(os.path.join(ROOT, OUT + ".md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(ROOT, OUT + ".json"), "w") as f:
+        json.dump([{"row": n, "change": w, "learning_rate": lr, "result": r} for n, w, lr, r in rows], f, indent=2)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

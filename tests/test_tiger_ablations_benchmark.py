@@ -1,0 +1,79 @@
+"""benchmarks/tiger_ablations_office.py: the comparisons it runs and the report it writes.
+
+The runs take an hour or more each on office; here each ablation's command line is checked against
+the comparison command's parser, the config files it names and the convergence protocol, and the
+report is computed from folders shaped like the comparison's results.json.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # as when run as a script: it imports convergence_office
+    try:
+        spec = importlib.util.spec_from_file_location("tiger_ablations_office", os.path.join(ROOT, "benchmarks", "tiger_ablations_office.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(os.path.join(ROOT, "benchmarks"))
+    return module
+
+
+def test_each_ablation_is_the_tiger_cpu_group_with_one_change(bench):
+    from recbole_genrec.compare import grid_settings, parse_args
+
+    _, _, base_files, base_overrides = parse_args(bench.conv.GROUPS["TIGER-cpu"] + bench.conv.PROTOCOL)
+    for name, (_, change, _) in bench.ABLATIONS.items():
+        args, models, per_model, overrides = parse_args(bench.compare_args(name, "0.003"))
+        assert models == {name: "TIGER"} and args.out.endswith(name)
+        assert grid_settings(args.grid) == [{"learning_rate": "0.003"}]  # one setting: a stopped run resumes
+        assert overrides == base_overrides + change  # the same protocol, plus the one change
+        files = per_model[name]
+        assert all(os.path.isfile(os.path.join(ROOT, f)) for f in files), files
+        if name == "spec-size":
+            assert files == [bench.conv.CONVERGE]
+        else:
+            assert files == base_files["TIGER-cpu"]
+    sid_file = bench.ABLATIONS["published-codes"][1][0].split("=", 1)[1]
+    assert os.path.isfile(os.path.join(ROOT, "..", "shared", "data", "office", sid_file))  # data_path/office/
+
+
+def fake_folder(root, name, lr, valid, ndcg, grid=None):
+    row = {"best_valid_score": valid, "test_result": {"recall@10": 2 * ndcg, "ndcg@10": ndcg}, "train_seconds": 3600.0,
+           "epochs_run": 40, "chosen": {"learning_rate": lr}}
+    row["grid"] = grid or [{"setting": {"learning_rate": lr}, **{k: v for k, v in row.items() if k != "chosen"}}]
+    os.makedirs(os.path.join(root, name))
+    with open(os.path.join(root, name, "results.json"), "w") as f:
+        json.dump({"results": {name: row}}, f)
+
+
+def test_report_puts_each_ablation_beside_the_baseline_at_its_learning_rate(bench, tmp_path, monkeypatch):
+    conv_out, out = tmp_path / "conv", tmp_path / "abl"
+    from recbole_genrec.compare import NOT_RUN
+
+    fake_folder(conv_out, "TIGER-cpu", "0.003", 0.05, 0.04, grid=[
+        {"setting": {"learning_rate": "0.01"}, "best_valid_score": 0.03, "test_result": {"recall@10": 0.05, "ndcg@10": 0.025},
+         "train_seconds": 10.0, "epochs_run": 9},
+        {"setting": {"learning_rate": "0.003"}, "best_valid_score": 0.05, "test_result": {"recall@10": 0.08, "ndcg@10": 0.04},
+         "train_seconds": 10.0, "epochs_run": 9},
+        {"setting": {"learning_rate": "0.001"}, "error": NOT_RUN}])
+    fake_folder(conv_out, "SASRec", "0.001", 0.06, 0.05)
+    fake_folder(out, "user-tokens", "0.003", 0.052, 0.043)
+    monkeypatch.setattr(bench.conv, "OUT", str(conv_out))
+    monkeypatch.setattr(bench, "OUT", str(out))
+    with pytest.raises(SystemExit, match="not finished"):
+        bench.chosen_learning_rate()  # the baseline grid still runs: no ablation at a provisional choice
+    rows = bench.summary_rows()
+    assert [r[0] for r in rows] == ["TIGER-cpu", "user-tokens", "SASRec"]
+    assert rows[0][3]["test_result"]["ndcg@10"] == 0.04  # the grid's run at the ablation's learning rate
+    text = bench.report_markdown(rows)
+    assert "| user-tokens | 2,000 user tokens | 0.003 | 0.0520 | 0.0860 | 0.0430 | +0.0030 | 40 | 1.00 |" in text
+    assert "Not run yet: published-codes, rqvae-codes, spec-size." in text
