@@ -355,25 +355,34 @@ def test_compare_grid_tunes_every_model_on_validation(tiny_data, tmp_path):
         compare(args + ["--append"])
 
 
-def test_compare_keep_finished_continues_an_interrupted_grid(tmp_path, monkeypatch):
-    import json
+def _grid_result(score):
+    return {"best_valid_score": score, "valid_score_bigger": True, "test_result": {"ndcg@10": score / 10},
+            "train_seconds": 1.0, "epochs_run": 2, "peak_rss_mb": 1.0, "num_params": 3}
 
+
+def _stub_grid(monkeypatch, tmp_path, stop_at, trained):
+    """compare with ``run_model`` stubbed (a setting's validation score is its learning rate; the
+    settings in ``stop_at`` are stopped while they train): ``(module, out folder, arguments)``."""
     import recbole_genrec.compare as cmp
-
-    trained, stop_at = [], [0.3]
 
     def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
         lr = float(overrides[-1].split("=")[1])
         trained.append(lr)
         if lr in stop_at:
             raise KeyboardInterrupt  # the grid is stopped while this setting trains
-        return {"best_valid_score": lr, "valid_score_bigger": True, "test_result": {"ndcg@10": lr / 10},
-                "train_seconds": 1.0, "epochs_run": 2, "peak_rss_mb": 1.0, "num_params": 3}
+        return _grid_result(lr)
 
     monkeypatch.setattr(cmp, "run_model", fake_run)
     monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
     out = tmp_path / "grid"
-    args = ["--models", "BPR", "--dataset", "tiny", "--out", str(out), "--grid", "learning_rate=0.2,0.3,0.1"]
+    return cmp, out, ["--models", "BPR", "--dataset", "tiny", "--out", str(out), "--grid", "learning_rate=0.2,0.3,0.1"]
+
+
+def test_compare_keep_finished_continues_an_interrupted_grid(tmp_path, monkeypatch):
+    import json
+
+    trained, stop_at = [], [0.3]
+    cmp, out, args = _stub_grid(monkeypatch, tmp_path, stop_at, trained)
     with pytest.raises(KeyboardInterrupt):
         cmp.compare(args)
     row = json.loads((out / "results.json").read_text())["results"]["BPR"]
@@ -399,19 +408,7 @@ def test_compare_keep_finished_loses_nothing_when_stopped_again(tmp_path, monkey
     it kept, also from a results.json whose unchosen grid entries are summaries (older files)."""
     import json
 
-    import recbole_genrec.compare as cmp
-
-    def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
-        lr = float(overrides[-1].split("=")[1])
-        if lr == 0.1:
-            raise KeyboardInterrupt
-        return {"best_valid_score": lr, "valid_score_bigger": True, "test_result": {"ndcg@10": lr / 10},
-                "train_seconds": 1.0, "epochs_run": 2, "peak_rss_mb": 1.0, "num_params": 3}
-
-    monkeypatch.setattr(cmp, "run_model", fake_run)
-    monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
-    out = tmp_path / "grid"
-    args = ["--models", "BPR", "--dataset", "tiny", "--out", str(out), "--grid", "learning_rate=0.2,0.3,0.1"]
+    cmp, out, args = _stub_grid(monkeypatch, tmp_path, stop_at=[0.1], trained=[])
     with pytest.raises(KeyboardInterrupt):
         cmp.compare(args)
     payload = json.loads((out / "results.json").read_text())
@@ -441,8 +438,7 @@ def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tmp_path, m
             os.makedirs(folder, exist_ok=True)
             open(os.path.join(folder, "BPR-Dec-06-2026_10-00-00-1-abcdef.resume.pth"), "w").close()
             raise KeyboardInterrupt  # stopped while training, its resume state on disk
-        return {"best_valid_score": 0.1, "valid_score_bigger": True, "test_result": {"ndcg@10": 0.1},
-                "train_seconds": 1.0, "epochs_run": 2, "peak_rss_mb": 1.0, "num_params": 3}
+        return _grid_result(0.1)
 
     monkeypatch.setattr(cmp, "run_model", fake_run)
     monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
