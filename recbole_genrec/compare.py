@@ -143,7 +143,8 @@ def setting_checkpoint_dir(out, label, setting, overrides):
     base = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("--checkpoint_dir=")), "saved")
     where = os.path.abspath(out)
     tag = f"{os.path.basename(where)}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
-    return os.path.join(base, "compare", tag, label, setting_label(setting).replace(", ", ",") or "default")
+    # no "=" in the folder name: RecBole's command-line parser splits each argument at every "="
+    return os.path.join(base, "compare", tag, label, setting_label(setting).replace(", ", ",").replace("=", "-") or "default")
 
 
 def interrupted_run(folder, model):

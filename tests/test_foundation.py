@@ -423,7 +423,7 @@ def test_compare_keep_finished_loses_nothing_when_stopped_again(tmp_path, monkey
         assert [g.get("best_valid_score") for g in row["grid"]] == [0.2, 0.3, None]
 
 
-def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tmp_path, monkeypatch):
+def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tiny_data, tmp_path, monkeypatch):
     """Each grid setting trains in its own checkpoint folder; a continued grid passes --resume=latest
     to the setting whose folder holds a resume state (the run the stop interrupted), and only to it."""
     import recbole_genrec.compare as cmp
@@ -454,6 +454,11 @@ def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tmp_path, m
     assert calls == {"--learning_rate=0.1": (first["--learning_rate=0.1"][0], True),
                      "--learning_rate=0.3": (calls["--learning_rate=0.3"][0], False)}
     assert calls["--learning_rate=0.3"][0] not in folders.values()
+    from recbole_genrec.config import Config
+
+    for folder in folders.values():  # the run's Config takes the folder as given
+        argv = [f"--checkpoint_dir={folder}"]
+        assert Config(model="SASRec", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path), argv=argv)["checkpoint_dir"] == folder
 
 def test_compare_rejects_bad_arguments():
     from recbole_genrec.compare import parse_args
