@@ -16,8 +16,9 @@ Ablations (what each one asks):
   ours: are our codes the problem?
 * ``rqvae-codes``: our RQ-VAE tokenizer (``sid_method: rqvae``) instead of residual k-means.
 * ``user-tokens``: 2,000 hashed user tokens (the TIGER paper) instead of one constant BOS token.
-* ``spec-size``: ``TIGER.yaml``'s architecture (2.1M parameters) instead of the CPU preset (0.3M):
-  capacity, given that TIGER's gap to SASRec is on memorised transitions (``memgen_office.md``).
+
+Capacity is the convergence comparison's own ``TIGER-spec`` group (``TIGER.yaml``'s 2.1M parameters
+against the CPU preset's 0.3M, tuned by the same grid); the report lists its row when it has run.
 
 Writes ``benchmarks/results/tiger_ablations_office/<ablation>/`` (the comparison's files) and
 ``benchmarks/results/tiger_ablations_office.md`` (+ ``.json``): each ablation beside the
@@ -36,19 +37,21 @@ from recbole_genrec.compare import NOT_RUN
 ROOT = conv.ROOT
 OUT = os.path.join("benchmarks", "results", "tiger_ablations_office")
 CPU = "recbole_genrec/properties/model/TIGER-cpu.yaml"
-ABLATIONS = {  # name: (architecture yaml or None for TIGER.yaml's, the one change as overrides, what it tests)
+ABLATIONS = {  # name: (architecture yaml, the one change as overrides, what it tests)
     "published-codes": (CPU, ["--sid_file=office.sid-rqkmeans.json"], "APAO authors' office IDs"),
     "rqvae-codes": (CPU, ["--sid_method=rqvae"], "RQ-VAE codes"),
     "user-tokens": (CPU, ["--n_user_tokens=2000"], "2,000 user tokens"),
-    "spec-size": (None, [], "spec-size model (2.1M parameters)"),
 }
 # the convergence protocol without its grid (the learning rate is fixed to the TIGER-cpu group's choice)
 PROTOCOL = [a for i, a in enumerate(conv.PROTOCOL) if a != "--grid" and conv.PROTOCOL[i - 1] != "--grid"]
 
 
 def load_group(group):
-    """A convergence group's results.json row (``TIGER-cpu``, ``SASRec``)."""
-    with open(os.path.join(ROOT, conv.OUT, group, "results.json")) as f:
+    """A convergence group's results.json row (``TIGER-cpu``, ``SASRec``), or None if it has not run."""
+    path = os.path.join(ROOT, conv.OUT, group, "results.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
         return json.load(f)["results"][group]
 
 
@@ -64,7 +67,7 @@ def chosen_learning_rate():
 
 def compare_args(name, learning_rate):
     arch, change, _ = ABLATIONS[name]
-    files = ([arch] if arch else []) + [conv.CONVERGE]
+    files = [arch, conv.CONVERGE]
     return (["--models", f"{name}=TIGER"] + [a for f in files for a in ("--model_config", f"{name}={f}")]
             + PROTOCOL + ["--grid", f"learning_rate={learning_rate}"] + change + ["--out", os.path.join(OUT, name)])
 
@@ -76,7 +79,8 @@ def baseline_run(learning_rate):
 
 
 def summary_rows():
-    """``[(row name, what changed, learning rate, result)]``: the baseline, each finished ablation, SASRec."""
+    """``[(row name, what changed, learning rate, result)]``: the baseline, each finished ablation, the
+    tuned spec-size TIGER (capacity) and SASRec, the last two when their convergence groups have run."""
     rows = []
     for name, (_, _, what) in ABLATIONS.items():
         path = os.path.join(ROOT, OUT, name, "results.json")
@@ -90,8 +94,11 @@ def summary_rows():
         base = baseline_run(lr)
         if base:
             rows.insert(0, ("TIGER-cpu", "baseline (convergence grid)", lr, base))
-    sasrec = load_group("SASRec")
-    rows.append(("SASRec", "tuned SASRec (convergence grid)", sasrec["chosen"]["learning_rate"], sasrec))
+    for group, what in (("TIGER-spec", "spec-size model, 2.1M parameters (convergence grid, tuned)"),
+                        ("SASRec", "tuned SASRec (convergence grid)")):
+        row = load_group(group)
+        if row and "chosen" in row:
+            rows.append((group, what, row["chosen"]["learning_rate"], row))
     return rows
 
 
@@ -105,7 +112,7 @@ def report_markdown(rows):
              "|---|---|---|---|---|---|---|---|---|"]
     for name, what, lr, r in rows:
         test = r["test_result"]
-        delta = f"{test['ndcg@10'] - base[lr]:+.4f}" if lr in base and name not in ("TIGER-cpu", "SASRec") else "—"
+        delta = f"{test['ndcg@10'] - base[lr]:+.4f}" if lr in base and name in ABLATIONS else "—"
         lines.append(f"| {name} | {what} | {lr} | {r['best_valid_score']:.4f} | {test['recall@10']:.4f} | "
                      f"{test['ndcg@10']:.4f} | {delta} | {r.get('epochs_run', '—')} | {r['train_seconds'] / 3600:.2f} |")
     missing = [a for a in ABLATIONS if a not in {name for name, *_ in rows}]
