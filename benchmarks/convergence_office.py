@@ -52,17 +52,24 @@ def compare(args):
 
 
 def grid_runs(group):
-    """Every grid entry (one per setting) of a group's results.json, and its rows' wall seconds."""
+    """Every grid entry (one per setting) of a group's results.json, and its rows' chosen runs."""
     with open(os.path.join(ROOT, OUT, group, "results.json")) as f:
         rows = list(json.load(f)["results"].values())
-    return [run for row in rows for run in row.get("grid", [])], [row["wall_seconds"] for row in rows if "wall_seconds" in row]
+    return [run for row in rows for run in row.get("grid", [])], [row for row in rows if "test_result" in row]
 
 
-def compute_line(group, runs, wall):
-    """Training time a group's grid has spent (every finished setting) and its chosen run's wall time."""
+def compute_line(group, runs, chosen):
+    """Training time a group's grid has spent (every finished setting) and its chosen run's time.
+
+    Seconds in training (``fit``, validation included) and testing, a resumed run's before its
+    interruption included; not the process's wall time, which a resumed run splits.
+    """
     runs = [run for run in runs if "error" not in run]
+    if not chosen:
+        return f"{group}: nothing finished"
+    took = chosen[0]["train_seconds"] + chosen[0].get("test_seconds", 0.0)
     return (f"{group}: {len(runs)} setting(s) finished, {sum(r['train_seconds'] for r in runs) / 3600:.1f} h of "
-            f"training in all; the chosen run took {wall[0] / 60:.0f} min wall" if wall else f"{group}: nothing finished")
+            f"training in all; the chosen run took {took / 60:.0f} min")
 
 
 def unfinished_settings(runs):
