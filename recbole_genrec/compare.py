@@ -133,14 +133,21 @@ def finished_settings(row):
             for run in row.get("grid", []) if "error" not in run}
 
 
+def checkpoint_base(overrides):
+    """The ``--checkpoint_dir=`` override, else RecBole's default ``saved``."""
+    return next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("--checkpoint_dir=")), "saved")
+
+
 def setting_checkpoint_dir(out, label, setting, overrides):
     """The checkpoint folder of one grid setting of one row: ``<checkpoint_dir>/compare/<out>-<hash>/<label>/<setting>``.
 
     Its own folder per comparison, row and setting, so ``--keep_finished`` finds the resume state
     of the setting a stopped grid was training (``--resume=latest`` there). ``<checkpoint_dir>``
-    is a ``--checkpoint_dir=`` override, else RecBole's default ``saved``.
+    is a ``--checkpoint_dir=`` override, else RecBole's default ``saved``. The settings share one
+    semantic-ID cache, ``<checkpoint_dir>/semantic_ids`` (a ``--sid_cache_dir=`` override wins; a
+    config file's ``sid_cache_dir`` does not: pass it on the command line).
     """
-    base = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("--checkpoint_dir=")), "saved")
+    base = checkpoint_base(overrides)
     where = os.path.abspath(out)
     tag = f"{os.path.basename(where)}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
     # no "=" in the folder name: RecBole's command-line parser splits each argument at every "="
@@ -440,6 +447,8 @@ def compare(argv=None):
             if args.grid:  # each setting its own checkpoint folder: a stopped setting can resume
                 folder = setting_checkpoint_dir(out, label, setting, overrides)
                 extra.append(f"--checkpoint_dir={folder}")
+                if not any(o.startswith("--sid_cache_dir=") for o in overrides):  # one semantic-ID cache for all
+                    extra.append(f"--sid_cache_dir={os.path.join(checkpoint_base(overrides), 'semantic_ids')}")
                 if args.keep_finished and interrupted_run(folder, model):
                     print(f"[compare] {label}: {setting_label(setting)} resumes from {interrupted_run(folder, model)}", flush=True)
                     extra.append("--resume=latest")

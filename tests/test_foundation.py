@@ -433,6 +433,7 @@ def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tiny_data, 
     def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
         lr = overrides[-1]
         folder = [o.split("=", 1)[1] for o in overrides if o.startswith("--checkpoint_dir=")][-1]
+        assert f"--sid_cache_dir={tmp_path / 'ckpt' / 'semantic_ids'}" in overrides  # one cache for every setting
         calls[lr] = (folder, "--resume=latest" in overrides)
         if lr.endswith("0.1") and not calls[lr][1]:
             os.makedirs(folder, exist_ok=True)
