@@ -51,6 +51,12 @@ def compare(args):
     subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *args], cwd=ROOT, check=True)
 
 
+def run_grid(args, out):
+    """One grid comparison (``args`` hold ``--out out``); a stopped one continues (``--append --keep_finished``)."""
+    again = ["--append", "--keep_finished"] if os.path.isfile(os.path.join(ROOT, out, "results.json")) else []
+    compare(args + again)
+
+
 def grid_runs(group):
     """Every grid entry (one per setting) of a group's results.json, and its rows' chosen runs."""
     with open(os.path.join(ROOT, OUT, group, "results.json")) as f:
@@ -88,8 +94,7 @@ def main(argv=None):
             parser.error(f"run needs groups from {', '.join(GROUPS)}; got {args.groups}")
         for group in args.groups:
             out = os.path.join(OUT, group)
-            again = ["--append", "--keep_finished"] if os.path.isfile(os.path.join(ROOT, out, "results.json")) else []
-            compare(GROUPS[group] + PROTOCOL + ["--out", out] + again)  # a stopped grid continues
+            run_grid(GROUPS[group] + PROTOCOL + ["--out", out], out)
         return
     done = [g for g in GROUPS if os.path.isfile(os.path.join(ROOT, OUT, g, "results.json"))]
     if not done:

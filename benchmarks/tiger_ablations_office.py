@@ -28,7 +28,6 @@ baseline (the TIGER-cpu grid's run at the same learning rate) and SASRec's tuned
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 import convergence_office as conv
@@ -37,22 +36,27 @@ from recbole_genrec.compare import NOT_RUN
 ROOT = conv.ROOT
 OUT = os.path.join("benchmarks", "results", "tiger_ablations_office")
 CPU = "recbole_genrec/properties/model/TIGER-cpu.yaml"
-ABLATIONS = {  # name: (architecture yaml, the one change as overrides, what it tests)
-    "published-codes": (CPU, ["--sid_file=office.sid-rqkmeans.json"], "APAO authors' office IDs"),
-    "rqvae-codes": (CPU, ["--sid_method=rqvae"], "RQ-VAE codes"),
-    "user-tokens": (CPU, ["--n_user_tokens=2000"], "2,000 user tokens"),
+ABLATIONS = {  # name: (the one change as overrides, what it tests); the architecture is the CPU preset
+    "published-codes": (["--sid_file=office.sid-rqkmeans.json"], "APAO authors' office IDs"),
+    "rqvae-codes": (["--sid_method=rqvae"], "RQ-VAE codes"),
+    "user-tokens": (["--n_user_tokens=2000"], "2,000 user tokens"),
 }
 # the convergence protocol without its grid (the learning rate is fixed to the TIGER-cpu group's choice)
 PROTOCOL = [a for i, a in enumerate(conv.PROTOCOL) if a != "--grid" and conv.PROTOCOL[i - 1] != "--grid"]
 
 
-def load_group(group):
-    """A convergence group's results.json row (``TIGER-cpu``, ``SASRec``), or None if it has not run."""
-    path = os.path.join(ROOT, conv.OUT, group, "results.json")
+def load_row(out, name):
+    """Row ``name`` of the comparison in ``out/name/`` (a convergence group, an ablation), or None."""
+    path = os.path.join(ROOT, out, name, "results.json")
     if not os.path.isfile(path):
         return None
     with open(path) as f:
-        return json.load(f)["results"][group]
+        return json.load(f)["results"][name]
+
+
+def load_group(group):
+    """A convergence group's results.json row (``TIGER-cpu``, ``SASRec``), or None if it has not run."""
+    return load_row(conv.OUT, group)
 
 
 def chosen_learning_rate():
@@ -66,8 +70,8 @@ def chosen_learning_rate():
 
 
 def compare_args(name, learning_rate):
-    arch, change, _ = ABLATIONS[name]
-    files = [arch, conv.CONVERGE]
+    change, _ = ABLATIONS[name]
+    files = [CPU, conv.CONVERGE]
     return (["--models", f"{name}=TIGER"] + [a for f in files for a in ("--model_config", f"{name}={f}")]
             + PROTOCOL + ["--grid", f"learning_rate={learning_rate}"] + change + ["--out", os.path.join(OUT, name)])
 
@@ -82,14 +86,10 @@ def summary_rows():
     """``[(row name, what changed, learning rate, result)]``: the baseline, each finished ablation, the
     tuned spec-size TIGER (capacity) and SASRec, the last two when their convergence groups have run."""
     rows = []
-    for name, (_, _, what) in ABLATIONS.items():
-        path = os.path.join(ROOT, OUT, name, "results.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                payload = json.load(f)
-            row = payload["results"][name]
-            if "error" not in row:
-                rows.append((name, what, row["chosen"]["learning_rate"], row))
+    for name, (_, what) in ABLATIONS.items():
+        row = load_row(OUT, name)
+        if row and "error" not in row:
+            rows.append((name, what, row["chosen"]["learning_rate"], row))
     for lr in sorted({lr for _, _, lr, _ in rows}):
         base = baseline_run(lr)
         if base:
@@ -133,9 +133,7 @@ def main(argv=None):
             parser.error(f"run needs ablations from {', '.join(ABLATIONS)}; got {args.ablations}")
         lr = args.learning_rate or chosen_learning_rate()
         for name in args.ablations:
-            again = ["--append", "--keep_finished"] if os.path.isfile(os.path.join(ROOT, OUT, name, "results.json")) else []
-            subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *compare_args(name, lr), *again],
-                           cwd=ROOT, check=True)
+            conv.run_grid(compare_args(name, lr), os.path.join(OUT, name))
         return
     rows = summary_rows()
     text = report_markdown(rows)

@@ -27,7 +27,6 @@ and ``results.png`` (grouped bars of the test metrics).
 """
 
 import argparse
-import glob
 import hashlib
 import json
 import multiprocessing
@@ -154,11 +153,21 @@ def setting_checkpoint_dir(out, label, setting, overrides):
     return os.path.join(base, "compare", tag, label, setting_label(setting).replace(", ", ",").replace("=", "-") or "default")
 
 
-def interrupted_run(folder, model):
-    """The resume state a stopped run of ``model`` left in ``folder`` (None if there is none)."""
-    from recbole_genrec.trainer.resume import RESUME_SUFFIX
+def grid_setting_overrides(out, label, model, setting, overrides, resume):
+    """The overrides one grid setting adds: its checkpoint folder, the shared semantic-ID cache and,
+    with ``resume`` (``--keep_finished``), ``--resume=latest`` when that folder holds a stopped run's
+    resume state."""
+    from recbole_genrec.trainer.resume import latest_resume_state
 
-    return next(iter(sorted(glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(model)}-*{RESUME_SUFFIX}")))), None)
+    folder = setting_checkpoint_dir(out, label, setting, overrides)
+    extra = [f"--checkpoint_dir={folder}"]
+    if not any(o.startswith("--sid_cache_dir=") for o in overrides):  # one semantic-ID cache for all
+        extra.append(f"--sid_cache_dir={os.path.join(checkpoint_base(overrides), 'semantic_ids')}")
+    stopped = latest_resume_state(folder, model) if resume else None
+    if stopped:
+        print(f"[compare] {label}: {setting_label(setting)} resumes from {stopped}", flush=True)
+        extra.append("--resume=latest")
+    return extra
 
 
 def model_rows(spec):
@@ -438,29 +447,20 @@ def compare(argv=None):
         for setting in grid:  # every kept setting is in the row before anything is written
             if setting_label(setting) in done:
                 print(f"[compare] {label}: {setting_label(setting)} kept from {out}", flush=True)
-        for setting in grid:
-            if setting_label(setting) in done:
-                continue
-            if setting:
-                print(f"[compare] {label}: {setting_label(setting)}", flush=True)
-            extra = []
-            if args.grid:  # each setting its own checkpoint folder: a stopped setting can resume
-                folder = setting_checkpoint_dir(out, label, setting, overrides)
-                extra.append(f"--checkpoint_dir={folder}")
-                if not any(o.startswith("--sid_cache_dir=") for o in overrides):  # one semantic-ID cache for all
-                    extra.append(f"--sid_cache_dir={os.path.join(checkpoint_base(overrides), 'semantic_ids')}")
-                if args.keep_finished and interrupted_run(folder, model):
-                    print(f"[compare] {label}: {setting_label(setting)} resumes from {interrupted_run(folder, model)}", flush=True)
-                    extra.append("--resume=latest")
-            extra += [f"--{key}={value}" for key, value in setting.items()]
-            done[setting_label(setting)] = run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)
-            if os.path.exists(result_path):
-                os.remove(result_path)
+        todo = [s for s in grid if setting_label(s) not in done]
+        for setting in todo or [None]:  # nothing to run (all kept): the row is still written once
+            if setting is not None:
+                if setting:
+                    print(f"[compare] {label}: {setting_label(setting)}", flush=True)
+                # each grid setting its own checkpoint folder: a stopped setting can resume
+                extra = grid_setting_overrides(out, label, model, setting, overrides, args.keep_finished) if args.grid else []
+                extra += [f"--{key}={value}" for key, value in setting.items()]
+                done[setting_label(setting)] = run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)
+                if os.path.exists(result_path):
+                    os.remove(result_path)
             # written after every run: an interrupted comparison keeps what it finished
             results[label] = grid_row(grid, done) if args.grid else done[""]
             table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
-        results[label] = grid_row(grid, done) if args.grid else done[""]
-        table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
         print(f"[compare] {label}: {results[label].get('test_result', results[label].get('error'))}", flush=True)
     if any(a.startswith("--save_predictions=") for a in overrides):  # + A+B fixed / adaptive rows
         table = add_ensemble_rows(out, dict(settings, commands=commands, model_config=per_model, results=results))

@@ -31,13 +31,13 @@ def test_each_ablation_is_the_tiger_cpu_group_with_one_change(bench):
     from recbole_genrec.compare import grid_settings, parse_args
 
     _, _, base_files, base_overrides = parse_args(bench.conv.GROUPS["TIGER-cpu"] + bench.conv.PROTOCOL)
-    for name, (_, change, _) in bench.ABLATIONS.items():
+    for name, (change, _) in bench.ABLATIONS.items():
         args, models, per_model, overrides = parse_args(bench.compare_args(name, "0.003"))
         assert models == {name: "TIGER"} and args.out.endswith(name)
         assert grid_settings(args.grid) == [{"learning_rate": "0.003"}]  # one setting: a stopped run resumes
         assert overrides == base_overrides + change  # the same protocol, plus the one change
         assert per_model[name] == base_files["TIGER-cpu"]
-    sid_file = bench.ABLATIONS["published-codes"][1][0].split("=", 1)[1]
+    sid_file = bench.ABLATIONS["published-codes"][0][0].split("=", 1)[1]
     assert os.path.isfile(os.path.join(ROOT, "..", "shared", "data", "office", sid_file))  # data_path/office/
 
 

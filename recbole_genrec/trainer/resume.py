@@ -144,19 +144,25 @@ class ResumeState(TrainerHook):
         atomic_torch_save(state, resume_state_path(trainer.saved_model_file))
 
 
+def latest_resume_state(folder, model):
+    """The newest ``<model>-*.resume.pth`` in ``folder`` (an interrupted run's), or None."""
+    candidates = glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(model)}-*{RESUME_SUFFIX}"))
+    return max(candidates, key=os.path.getmtime) if candidates else None
+
+
 def find_resume_file(config):
     """The file ``--resume`` names: a path, or ``latest`` (newest resume state of this model)."""
     value = str(config["resume"])
     folder = config["checkpoint_dir"]
     if value == "latest":
-        candidates = glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(config['model'])}-*{RESUME_SUFFIX}"))
-        if not candidates:
+        latest = latest_resume_state(folder, config["model"])
+        if latest is None:
             raise ConfigError(
                 f"--resume=latest: no interrupted {config['model']} run in checkpoint_dir '{folder}' "
                 f"(no {config['model']}-*{RESUME_SUFFIX}; finished runs keep only their best checkpoint). "
                 "Fix: pass --resume=<checkpoint path>, the same --checkpoint_dir as the interrupted run, or drop --resume."
             )
-        return max(candidates, key=os.path.getmtime)
+        return latest
     if not os.path.isfile(value):
         raise ConfigError(
             f"--resume: checkpoint '{value}' does not exist. Fix: pass a .pth file from checkpoint_dir "
