@@ -11,8 +11,9 @@ parallel, one per core, and are merged into one table with the validation curves
     OMP_NUM_THREADS=1 python benchmarks/convergence_office.py run TIGER-cpu
     python benchmarks/convergence_office.py report                           # merge what has finished
 
-A group whose grid was stopped continues where it stopped when run again (``--append
---keep_finished``: the finished settings are kept, the others trained).
+A group whose grid was stopped continues where it stopped when run again (``compare
+--keep_finished``: the finished settings are kept, the stopped one resumes from its last epoch,
+the others are trained).
 
 Groups: ``SASRec`` (RecBole's cross-entropy over all items), ``SASRec-BPR`` (one sampled
 negative, the TIGER paper's baseline), ``TIGER-cpu`` (``TIGER-cpu.yaml``, 0.3M parameters) and
@@ -51,10 +52,10 @@ def compare(args):
     subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *args], cwd=ROOT, check=True)
 
 
-def run_grid(args, out):
-    """One grid comparison (``args`` hold ``--out out``); a stopped one continues (``--append --keep_finished``)."""
-    again = ["--append", "--keep_finished"] if os.path.isfile(os.path.join(ROOT, out, "results.json")) else []
-    compare(args + again)
+def run_grid(args):
+    """One grid comparison; a stopped one continues (``--keep_finished``: the finished settings kept,
+    the one it was stopped in resumed from its last epoch, also when that was the first)."""
+    compare(args + ["--keep_finished"])
 
 
 def grid_runs(group):
@@ -94,7 +95,7 @@ def main(argv=None):
             parser.error(f"run needs groups from {', '.join(GROUPS)}; got {args.groups}")
         for group in args.groups:
             out = os.path.join(OUT, group)
-            run_grid(GROUPS[group] + PROTOCOL + ["--out", out], out)
+            run_grid(GROUPS[group] + PROTOCOL + ["--out", out])
         return
     done = [g for g in GROUPS if os.path.isfile(os.path.join(ROOT, OUT, g, "results.json"))]
     if not done:

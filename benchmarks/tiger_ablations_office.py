@@ -4,7 +4,7 @@ Each ablation is the ``TIGER-cpu`` group of ``convergence_office.py`` with one c
 protocol (early stopping, batch 256, bf16 autocast, length buckets, the best checkpoint tested),
 trained at the learning rate that group's grid chose on validation. The learning rate is given as a
 one-setting grid, so a run stopped part-way resumes from its last epoch when run again (``compare
---append --keep_finished``)::
+--keep_finished``)::
 
     OMP_NUM_THREADS=1 python benchmarks/tiger_ablations_office.py run published-codes   # one per process
     python benchmarks/tiger_ablations_office.py report
@@ -133,7 +133,7 @@ def main(argv=None):
             parser.error(f"run needs ablations from {', '.join(ABLATIONS)}; got {args.ablations}")
         lr = args.learning_rate or chosen_learning_rate()
         for name in args.ablations:
-            conv.run_grid(compare_args(name, lr), os.path.join(OUT, name))
+            conv.run_grid(compare_args(name, lr))
         return
     rows = summary_rows()
     text = report_markdown(rows)

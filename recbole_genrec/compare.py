@@ -11,8 +11,9 @@ pairs are passed to every model as on the ``run_recbole_genrec.py`` command line
 Label=Model`` runs one model under several rows, each with its own ``--model_config``); ``--append``
 adds models to an existing comparison (same dataset and config files, checked), and
 ``--merge DIR DIR ... --out DIR`` joins comparisons run in parallel on identical settings.
-``--append --keep_finished`` continues an interrupted grid: the settings ``--out`` finished are kept,
-and the setting it was stopped in resumes from its last epoch (each grid setting keeps its
+``--keep_finished`` continues an interrupted grid (the same command plus this flag): the settings
+``--out`` finished are kept (its results.json, when the stop came after the first finished setting, is
+extended as with ``--append``), and the setting it was stopped in resumes from its last epoch (each grid setting keeps its
 checkpoints in its own folder, :func:`setting_checkpoint_dir`, with a resume state while it trains).
 
 ``--grid key=v1,v2,...`` (repeatable; the product of the values) tunes every model the same
@@ -60,8 +61,8 @@ def parse_args(argv):
     parser.add_argument("--append", action="store_true",
                         help="add these models to the results.json in --out (same dataset and config files)")
     parser.add_argument("--keep_finished", action="store_true",
-                        help="with --append and --grid: keep the grid settings --out already finished for a "
-                             "model and run only the others (continue an interrupted grid)")
+                        help="with --grid: continue an interrupted grid: keep the settings --out already finished "
+                             "(extending its results.json, if any), resume the one it was stopped in, run the others")
     args, extra = parser.parse_known_args(argv)
     models = model_rows(args.models)
     per_model = {}
@@ -434,9 +435,10 @@ def compare(argv=None):
     settings = {"dataset": args.dataset, "config_files": config_files, "budget": config_dict, "overrides": overrides}
     if args.grid:
         settings["grid"] = args.grid
-    if args.keep_finished and not (args.append and args.grid):
-        raise ConfigError("--keep_finished continues a grid: give it with --append and the same --grid.")
-    if args.append:
+    if args.keep_finished and not args.grid:
+        raise ConfigError("--keep_finished continues a grid: give it with the same --grid.")
+    # a grid stopped in its first setting has no results.json yet: --keep_finished still resumes it
+    if args.append or (args.keep_finished and os.path.isfile(os.path.join(out, "results.json"))):
         previous = load_previous(os.path.join(out, "results.json"), settings)
         results, commands = previous["results"], previous["commands"] + [command]
     for label, model in models.items():

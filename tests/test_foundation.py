@@ -388,18 +388,18 @@ def test_compare_keep_finished_continues_an_interrupted_grid(tmp_path, monkeypat
     row = json.loads((out / "results.json").read_text())["results"]["BPR"]
     assert row["chosen"] == {"learning_rate": "0.2"}  # written after the first setting
     assert [g.get("error") for g in row["grid"]] == [None, cmp.NOT_RUN, cmp.NOT_RUN]
-    with pytest.raises(ConfigError, match="--append"):
-        cmp.compare(args + ["--keep_finished"])
+    with pytest.raises(ConfigError, match="--grid"):
+        cmp.compare([a for a in args if "learning_rate=" not in a and a != "--grid"] + ["--keep_finished"])
     trained.clear()
     stop_at.clear()
-    cmp.compare(args + ["--append", "--keep_finished"])
+    cmp.compare(args + ["--keep_finished"])
     assert trained == [0.3, 0.1]  # 0.2 kept, not retrained
     payload = json.loads((out / "results.json").read_text())
     row = payload["results"]["BPR"]
     assert row["chosen"] == {"learning_rate": "0.3"} and [g["best_valid_score"] for g in row["grid"]] == [0.2, 0.3, 0.1]
     assert len(payload["commands"]) == 2
     trained.clear()
-    cmp.compare(args + ["--append", "--keep_finished"])  # nothing left to run: the table is rewritten as it was
+    cmp.compare(args + ["--keep_finished"])  # nothing left to run: the table is rewritten as it was
     assert trained == [] and json.loads((out / "results.json").read_text())["results"] == payload["results"]
 
 
@@ -423,9 +423,11 @@ def test_compare_keep_finished_loses_nothing_when_stopped_again(tmp_path, monkey
         assert [g.get("best_valid_score") for g in row["grid"]] == [0.2, 0.3, None]
 
 
-def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tiny_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("grid", ["learning_rate=0.2,0.1,0.3", "learning_rate=0.1,0.2,0.3"])
+def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tiny_data, tmp_path, monkeypatch, grid):
     """Each grid setting trains in its own checkpoint folder; a continued grid passes --resume=latest
-    to the setting whose folder holds a resume state (the run the stop interrupted), and only to it."""
+    to the setting whose folder holds a resume state (the run the stop interrupted), and only to it,
+    also when the stop came in the first setting (no results.json written yet)."""
     import recbole_genrec.compare as cmp
 
     calls = {}
@@ -444,16 +446,19 @@ def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tiny_data, 
     monkeypatch.setattr(cmp, "run_model", fake_run)
     monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
     args = ["--models", "BPR", "--dataset", "tiny", "--out", str(tmp_path / "grid"), "--grid",
-            "learning_rate=0.2,0.1,0.3", f"--checkpoint_dir={tmp_path / 'ckpt'}"]
+            grid, f"--checkpoint_dir={tmp_path / 'ckpt'}"]
     with pytest.raises(KeyboardInterrupt):
         cmp.compare(args)
+    stopped_first = grid.startswith("learning_rate=0.1")
+    assert os.path.isfile(tmp_path / "grid" / "results.json") != stopped_first
     folders = {lr: folder for lr, (folder, _) in calls.items()}
-    assert len(set(folders.values())) == 2 and all(f.startswith(str(tmp_path / "ckpt")) for f in folders.values())
+    assert len(set(folders.values())) == 2 - stopped_first and all(f.startswith(str(tmp_path / "ckpt")) for f in folders.values())
     first = dict(calls)
     calls.clear()
-    cmp.compare(args + ["--append", "--keep_finished"])
+    cmp.compare(args + ["--keep_finished"])
     assert calls == {"--learning_rate=0.1": (first["--learning_rate=0.1"][0], True),
-                     "--learning_rate=0.3": (calls["--learning_rate=0.3"][0], False)}
+                     "--learning_rate=0.3": (calls["--learning_rate=0.3"][0], False),
+                     **({"--learning_rate=0.2": (calls["--learning_rate=0.2"][0], False)} if stopped_first else {})}
     assert calls["--learning_rate=0.3"][0] not in folders.values()
     from recbole_genrec.config import Config
 
