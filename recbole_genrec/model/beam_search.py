@@ -21,6 +21,7 @@ approximation: a prefix pruned at level ``d`` loses all its completions even if 
 would have scored in the top ``beam_size`` (tests/test_beam_search.py shows both).
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Protocol, Sequence
 
@@ -44,10 +45,7 @@ def _distinct_prefixes(codes: torch.Tensor, codebook_sizes: Sequence[int]):
     faster than the row-wise ``dim=0`` unique at 1M items (benchmarks/results/scale_1m.md).
     Falls back to the row-wise unique when the radix product does not fit in int64.
     """
-    total = 1
-    for size in codebook_sizes:
-        total *= int(size)
-    packed = total < 2**63
+    packed = math.prod(int(size) for size in codebook_sizes) < 2**63
     key = torch.zeros(codes.shape[0], dtype=torch.long)
     for t, size in enumerate(codebook_sizes):
         if packed:
@@ -92,7 +90,6 @@ class PrefixTrie:
         item_ids = torch.arange(n) if item_ids is None else torch.as_tensor(item_ids, dtype=torch.long).cpu()
         self.n_levels = L
         self.codebook_sizes = [int(s) for s in codebook_sizes]
-        self.n_items = n
         self.children: List[torch.Tensor] = []
         self.child_codes: List[torch.Tensor] = []
 
@@ -107,21 +104,18 @@ class PrefixTrie:
             fan_out = torch.bincount(child_parent, minlength=n_parents)
             first = torch.cumsum(fan_out, 0) - fan_out
             slot = torch.arange(n_child) - first[child_parent]
-            k = int(fan_out.max())
-            code_table = torch.full((n_parents, k), -1, dtype=torch.long)
-            code_table[child_parent, slot] = child_code
-            child_table = torch.full((n_parents, k), -1, dtype=torch.long)
-            if t < L - 1:
-                child_table[child_parent, slot] = torch.arange(n_child)
-            else:
+            child = torch.arange(n_child)  # node id at depth t+1; at the last level, the item id
+            if t == L - 1:
                 if n_child != n:
                     raise ValueError(
                         f"semantic IDs collide: {n - n_child} items share a code path; "
                         "TIGER needs collision-free item_sid (rows 1..n_items-1)"
                     )
-                leaf_item = torch.empty(n, dtype=torch.long)
-                leaf_item[inverse] = item_ids
-                child_table[child_parent, slot] = leaf_item
+                child[inverse] = item_ids
+            code_table = torch.full((n_parents, int(fan_out.max())), -1, dtype=torch.long)
+            child_table = torch.full_like(code_table, -1)
+            code_table[child_parent, slot] = child_code
+            child_table[child_parent, slot] = child
             self.children.append(child_table)
             self.child_codes.append(code_table)
             parent_of_item, n_parents = inverse, n_child
@@ -147,13 +141,11 @@ class PrefixTrie:
         codes = codes.reshape(-1, self.n_levels)
         node = torch.zeros(codes.shape[0], dtype=torch.long, device=codes.device)
         for t in range(self.n_levels):
-            alive = node >= 0
             row = node.clamp(min=0)
-            match = (self.child_codes[t][row] == codes[:, t : t + 1]) & (self.children[t][row] >= 0)
-            match &= alive[:, None]  # [N, K_t]
-            found = match.any(1)
-            nxt = self.children[t][row].gather(1, match.long().argmax(1, keepdim=True)).squeeze(1)
-            node = torch.where(found, nxt, torch.full_like(nxt, -1))
+            children = self.children[t][row]  # [N, K_t]
+            match = (self.child_codes[t][row] == codes[:, t : t + 1]) & (children >= 0) & (node >= 0)[:, None]
+            nxt = children.gather(1, match.long().argmax(1, keepdim=True)).squeeze(1)
+            node = torch.where(match.any(1), nxt, torch.full_like(nxt, -1))
         return node.view(shape)
 
 
