@@ -22,18 +22,10 @@ from typing import Optional, Tuple
 import torch
 
 __all__ = [
-    "prefix_ids",
-    "prefix_counts",
-    "first_occurrence_mask",
-    "kappa",
-    "pointwise_prefix_losses",
-    "pairwise_prefix_losses",
-    "pairwise_loss_direct",
-    "prefix_ranking_stats",
-    "adaptive_weights",
-    "token_weights",
+    "prefix_ids", "prefix_counts", "first_occurrence_mask", "kappa", "pointwise_prefix_losses",
+    "pairwise_prefix_losses", "pairwise_loss_direct", "prefix_ranking_stats", "adaptive_weights", "token_weights",
     "apao_objective",
-]
+]  # fmt: skip
 
 
 def prefix_ids(item_sid: torch.Tensor) -> torch.Tensor:
@@ -178,8 +170,7 @@ def token_weights(weights: torch.Tensor, prefix_tau: float = 1.0) -> torch.Tenso
     """
     L = weights.shape[0]
     t = torch.arange(1, L + 1, device=weights.device, dtype=weights.dtype)
-    per_t = weights / (t * prefix_tau)
-    return per_t.flip(0).cumsum(0).flip(0)
+    return (weights / (t * prefix_tau)).flip(0).cumsum(0).flip(0)
 
 
 def apao_objective(

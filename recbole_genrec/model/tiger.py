@@ -77,7 +77,6 @@ class TIGER(DeclaresHooks, SequentialRecommender):
             raise ValueError(
                 f"dataset.item_sid must be [n_items={self.n_items}, L={len(sizes)}], got {tuple(item_sid.shape)}"
             )
-        self.sid_codebook_sizes = [int(s) for s in sizes]
         self.n_levels = len(sizes)
         self.n_user_tokens = int(config["n_user_tokens"])
         if self.n_user_tokens < 0:
@@ -94,7 +93,7 @@ class TIGER(DeclaresHooks, SequentialRecommender):
         self.eval_beam_size = self.beam_size
 
         # token layout (spec §3): the code table, then user tokens, then EOS
-        self.sid = SemanticIDTable(item_sid, self.sid_codebook_sizes)
+        self.sid = SemanticIDTable(item_sid, sizes)
         self.user_token_start = 1 + self.sid.n_tokens
         self.eos_token = self.user_token_start + self.n_user_tokens
         self.vocab_size = self.eos_token + 1
@@ -266,12 +265,11 @@ class TIGER(DeclaresHooks, SequentialRecommender):
     @staticmethod
     def beam_to_scores(items: torch.Tensor, n_items: int) -> torch.Tensor:
         """``[B, W]`` ranked item ids (-1 = invalid) -> ``[B, n_items]`` scores (see module docstring)."""
-        B = items.shape[0]
         valid = items > 0
         rank = valid.long().cumsum(1) - 1  # rank among valid beams
         beam_score = (valid.sum(1, keepdim=True) - rank).float()
         floor = -1.0 - torch.arange(n_items, device=items.device, dtype=torch.float) / n_items
-        scores = floor.unsqueeze(0).repeat(B, 1)
+        scores = floor.unsqueeze(0).repeat(items.shape[0], 1)
         scores[:, 0] = -3.0
         # invalid beams write the padding item's floor into column 0 (a no-op)
         scores.scatter_(1, torch.where(valid, items, 0), torch.where(valid, beam_score, -3.0))

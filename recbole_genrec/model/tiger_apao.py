@@ -125,14 +125,12 @@ class TIGER_APAO(TIGER):
         logp_pos_all = torch.log_softmax(self._tau(logits).float(), -1)  # [B, L+1, V]
         pos_logp = logp_pos_all[:, :L].gather(-1, labels[:, :L, None]).squeeze(-1)  # [B, L]
         neg_tokens = self.item_tokens[negatives]  # [B, K, L]
-        first = logp_pos_all[:, 0].gather(1, neg_tokens[..., 0])  # [B, K]: step 0 sees only the start token
+        neg_logp = logp_pos_all[:, 0].gather(1, neg_tokens[..., 0]).unsqueeze(-1)  # step 0 sees only the start token
         if L > 1:
             cross = self.t5.cross_states(hidden, mask)  # once per example, shared by its K candidates
             neg_logits = self._tau(self.t5.decode(self.shift_right(neg_tokens), cross, first_output=1)[0]).float()
             rest = neg_logits.gather(-1, neg_tokens[..., 1:, None]).squeeze(-1) - torch.logsumexp(neg_logits, -1)
-            neg_logp = torch.cat([first.unsqueeze(-1), rest], -1)  # [B, K, L]
-        else:
-            neg_logp = first.unsqueeze(-1)
+            neg_logp = torch.cat([neg_logp, rest], -1)  # [B, K, L]
         return logits, labels, pos_logp, neg_logp
 
     def prefix_losses(self, interaction):
