@@ -239,8 +239,7 @@ def build_semantic_ids(catalog, settings, cache_dir, seed, device="cpu", show_pr
     codes, sizes = _finish(raw, [size] * levels, size, catalog.name, force_level=True)
     timings["collision_level"] = time.time() - t
     sids = SemanticIDs(codes, sizes, raw, timings=timings, source=source, meta=meta)
-    sids.quality = _quality(sids)
-    q = sids.quality
+    q = sids.quality = _quality(sids)
     logger.info(
         f"Semantic IDs ({method}, {source}, [{path}]): {len(codes)} tokenizer(s), codebook sizes {sizes}; "
         f"collision rate {q['collision_rate_before']:.4f} -> {q['collision_rate_after']:.4f}, "

@@ -58,9 +58,7 @@ def save_entry(path, arrays, meta):
     """Atomically write ``arrays`` (dict name -> ndarray) and ``meta`` (JSON-able dict) to ``path``."""
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
     meta_text = json.dumps(meta, sort_keys=True, default=str)
-    payload = dict(arrays)
-    payload[_META] = np.array(meta_text)
-    payload[_SHA] = np.array(_checksum(arrays, meta_text))
+    payload = {**arrays, _META: np.array(meta_text), _SHA: np.array(_checksum(arrays, meta_text))}
     atomic_write(path, lambda f: np.savez(f, **payload))
 
 

@@ -14,7 +14,6 @@ def collision_groups(codes):
 
 def collision_rate(codes):
     """(N - #unique rows) / N, the spec's definition (0.0 for an empty table)."""
-    codes = np.asarray(codes)
     if len(codes) == 0:
         return 0.0
     _, counts = collision_groups(codes)
@@ -47,8 +46,7 @@ def add_collision_level(codes, codebook_size=256, dataset_name="?"):
             f"add a level (rq_levels) or raise rq_codebook_size."
         )
     order = np.argsort(inverse, kind="stable")  # groups contiguous, item order kept inside a group
-    starts = np.zeros(len(counts), dtype=np.int64)
-    starts[1:] = np.cumsum(counts)[:-1]
+    starts = np.cumsum(counts) - counts
     suffix = np.empty(n, dtype=np.int64)
     suffix[order] = np.arange(n) - starts[inverse[order]]
     return np.concatenate([codes, suffix[:, None]], axis=1)

@@ -79,10 +79,7 @@ def tokenizer_quality(codes, codebook_sizes, final_codes=None):
 def id_change_rate(codes_a, codes_b):
     """Share of items whose first token changed and whose ID changed anywhere (MTGRec Table 5)."""
     a, b = np.asarray(codes_a), np.asarray(codes_b)
-    return {
-        "first": float((a[:, 0] != b[:, 0]).mean()),
-        "any": float((a != b).any(axis=1).mean()),
-    }
+    return {"first": float((a[:, 0] != b[:, 0]).mean()), "any": float((a != b).any(axis=1).mean())}
 
 
 def format_quality(quality, title="semantic IDs"):

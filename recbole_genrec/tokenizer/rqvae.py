@@ -147,8 +147,7 @@ class RQVAE(nn.Module):
 
     def forward(self, x):
         z_q, q_loss, codes = self.quantize(self.encoder(x))
-        x_hat = self.decoder(z_q)
-        return x_hat, q_loss, codes
+        return self.decoder(z_q), q_loss, codes
 
     @torch.no_grad()
     def encode(self, x, batch_size=4096):
@@ -178,23 +177,12 @@ def make_optimizer(name, params, lr, weight_decay):
     return optimizers[name](params, lr=lr, weight_decay=weight_decay)
 
 
-def train_rqvae(
-    x,
-    train_idx,
-    params,
-    seed=0,
-    device="cpu",
-    keep_last=1,
-    show_progress=True,
-    on_epoch_end=None,
-):
+def train_rqvae(x, train_idx, params, seed=0, device="cpu", keep_last=1, show_progress=True, on_epoch_end=None):
     """Train an RQ-VAE on ``x[train_idx]`` and encode **all** rows of ``x``.
 
-    ``params``: dict with the ``rq_*`` config keys (without the prefix: ``hidden_sizes``,
-    ``code_dim``, ``levels``, ``codebook_size``, ``vq_type``, ``beta``, ``ema_decay``,
-    ``ema_eps``, ``detach_residual``, ``dropout``, ``dead_code_restart`` (and optionally
-    ``dead_code_restart_until``, the share of the epochs with restarts, default 1), ``kmeans_init``,
-    ``kmeans_iters``, ``epochs``, ``batch_size``, ``optimizer``, ``lr``, ``weight_decay``).
+    ``params``: the ``rq_*`` settings without the prefix (:func:`~recbole_genrec.tokenizer.build.rq_params`:
+    ``build.RQVAE_KEYS``, ``dead_code_restart`` and optionally ``dead_code_restart_until``, the share
+    of the epochs with restarts, default 1).
     Returns ``(codes, history)``: ``codes`` is a list of ``keep_last`` tables ``[n, levels]``,
     the eval-mode codes after each of the last ``keep_last`` epochs (oldest first);
     ``history`` holds per-epoch losses, the reconstruction MSE and unused-code counts.
@@ -209,7 +197,6 @@ def train_rqvae(
     epochs = int(p["epochs"])
     if keep_last > epochs:
         raise ConfigError(f"sid_num_tokenizers={keep_last} needs rq_epochs >= {keep_last}, got rq_epochs={epochs}.")
-    logger = logging.getLogger()
     device = torch.device(device)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -258,7 +245,7 @@ def train_rqvae(
                 codes.append(model.encode(x_all))
             if on_epoch_end is not None:
                 on_epoch_end(epoch, model, x_all)
-        logger.info(
+        logging.getLogger().info(
             f"RQ-VAE: {epochs} epochs, final loss {history['loss'][-1]:.4f}, recon MSE "
             f"{history['recon_mse'][-1]:.4f}, unused codes in the last batch {history['unused_codes_last_batch'][-1]}"
         )

@@ -92,13 +92,8 @@ def item_texts(path, item_ids, id_field, wanted, template=None, sep="\t", encodi
         else:
             text = "; ".join(f"{f}: {v}" for f, v in record.items() if v)
         rows[values[0]] = text.strip()
-    texts, n_fallback = [], 0
-    for token in item_ids:
-        text = rows.get(token, "")
-        if not text:
-            n_fallback += 1
-            text = f"item {token}"
-        texts.append(text)
+    texts = [rows.get(token) or f"item {token}" for token in item_ids]
+    n_fallback = sum(not rows.get(token) for token in item_ids)
     if n_fallback:
         logger.warning(
             f"Semantic IDs: {n_fallback} of {len(item_ids)} items of [{dataset_name}] have no text in "
@@ -133,8 +128,7 @@ def load_encoder(name_or_path, device):
     """A ``SentenceTransformer`` on ``device`` (a local folder is loaded offline)."""
     from sentence_transformers import SentenceTransformer
 
-    local = os.path.isdir(name_or_path)
-    return SentenceTransformer(name_or_path, device=str(device), local_files_only=local)
+    return SentenceTransformer(name_or_path, device=str(device), local_files_only=os.path.isdir(name_or_path))
 
 
 def encode_texts(texts, encoder_name, device="cpu", batch_size=256, max_length=256, show_progress=True):
@@ -144,9 +138,6 @@ def encode_texts(texts, encoder_name, device="cpu", batch_size=256, max_length=2
     if max_length:
         model.max_seq_length = int(max_length)
     emb = model.encode(
-        list(texts),
-        batch_size=int(batch_size),
-        show_progress_bar=bool(show_progress),
-        convert_to_numpy=True,
+        list(texts), batch_size=int(batch_size), show_progress_bar=bool(show_progress), convert_to_numpy=True
     )
     return np.ascontiguousarray(emb, dtype=np.float32)
