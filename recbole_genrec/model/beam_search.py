@@ -182,7 +182,7 @@ class BeamResult:
 
     def invalid_rate(self, k: Optional[int] = None) -> float:
         """Fraction of the (top-``k``) live beams that are not a valid item (0 when constrained)."""
-        items, scores = (self.items, self.scores) if k is None else (self.items[:, :k], self.scores[:, :k])
+        items, scores = self.items[:, :k], self.scores[:, :k]  # k = None: all beams
         live = torch.isfinite(scores)
         n = int(live.sum())
         return float(((items < 0) & live).sum()) / n if n else 0.0

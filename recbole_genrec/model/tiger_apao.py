@@ -25,13 +25,12 @@ currently worst one::
 recomputed from scratch on every training batch.
 
 Pairwise cost. The encoder runs once per example. The positive goes through TIGER's own
-:meth:`label_logits` (so CE is TIGER's, from the same pass). The ``K`` negatives run through
-:meth:`~recbole_genrec.model.t5.T5.decode` (the decoder pass of training and beam search),
-so that all ``K`` candidates of an example read **one** copy of its cross-attention keys/values
-(computed once per example, no repeated encoder states), with T5's dropout at T5's places. Their first code's log-prob is
-read from the positive's step-0 distribution (the decoder's first position sees only the start
-token, so it is the same for every candidate), and only positions ``1..L-1`` go through the
-output layer.
+:meth:`decode_logits` (so CE is TIGER's, from the same pass). The ``K`` negatives run through
+:meth:`~recbole_genrec.model.t5.T5.decode` (the decoder pass of training and beam search), so all
+``K`` candidates of an example read **one** copy of its cross-attention keys/values (computed once
+per example), with T5's dropout at T5's places. Their first code's log-prob is read from the
+positive's step-0 distribution (the decoder's first position sees only the start token, so it is
+the same for every candidate), and only positions ``1..L-1`` go through the output layer.
 
 Where the spec left the choice to us (see also the yaml):
 
