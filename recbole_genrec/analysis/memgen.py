@@ -140,13 +140,12 @@ class Instances:
 
     @classmethod
     def from_lists(cls, histories, targets, users=None):
-        width = max([len(h) for h in histories] + [1])
-        hist = np.zeros((len(histories), width), dtype=np.int64)
+        lengths = np.array([len(h) for h in histories], np.int64)
+        hist = np.zeros((len(histories), max(int(lengths.max(initial=0)), 1)), dtype=np.int64)
         for i, h in enumerate(histories):
             hist[i, : len(h)] = h
         users = np.arange(len(histories)) if users is None else np.asarray(users)
-        return cls(users.astype(np.int64), np.asarray(targets, np.int64), hist,
-                   np.array([len(h) for h in histories], np.int64))
+        return cls(users.astype(np.int64), np.asarray(targets, np.int64), hist, lengths)
 
     def __len__(self):
         return len(self.target)
