@@ -77,10 +77,6 @@ def _fit(trainer, config, train_data, valid_data):
     return score, result, time.perf_counter() - start
 
 
-def _better(score, best, bigger):
-    return best is None or (score > best if bigger else score < best)
-
-
 def run_mtgrec(config, saved=True):
     """Pre-train, fine-tune per candidate tokenizer, choose on validation, test (module docstring)."""
     from recbole_genrec.quick_start import peak_rss_mb
@@ -126,7 +122,7 @@ def run_mtgrec(config, saved=True):
              "epochs_run": trainer.epochs_run, "train_seconds": seconds, "checkpoint": trainer.saved_model_file}
         )
         logger.info(set_color("mtgrec", "blue") + f" fine-tune on tokenizer {j}: best valid {score:.4f} ({trainer.epochs_run} epochs, {seconds:.1f}s)")
-        if _better(score, best, bigger):
+        if best is None or (score > best if bigger else score < best):
             best, best_trainer, chosen = score, trainer, finetunes[-1]
         else:
             del trainer

@@ -37,7 +37,7 @@ class EnsembleError(UserError, ValueError):
 
 def minmax(scores):
     """Row-wise min-max normalisation of ``[M, N]`` scores (see the module docstring)."""
-    s = np.asarray(scores, dtype=np.float64).copy()
+    s = np.asarray(scores, dtype=np.float64)
     finite = np.isfinite(s)
     lo = np.where(finite, s, np.inf).min(1, keepdims=True)
     hi = np.where(finite, s, -np.inf).max(1, keepdims=True)
@@ -117,13 +117,9 @@ def list_metrics(ranked, target, topk=(10,)):
     return out
 
 
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def adaptive_alpha(msp, k, tau):
     """alpha = sigmoid(k * (MSP - tau)) (e.g. MSP 0.3, k 10, tau 0.2 -> 0.731)."""
-    return sigmoid(k * (np.asarray(msp, dtype=np.float64) - tau))
+    return 1.0 / (1.0 + np.exp(-(k * (np.asarray(msp, dtype=np.float64) - tau))))
 
 
 def select(valid, alphas, ks, taus):
@@ -200,9 +196,6 @@ def run_ensemble(pred_a, pred_b, alphas, ks, taus, topk=(10,)):
     return result
 
 
-GRID_KEYS = ("ensemble_alphas", "ensemble_ks", "ensemble_taus")
-
-
 def grids_from(overrides=()):
     """The selection grids: ``properties/overall.yaml`` defaults, then ``--ensemble_*=[...]`` overrides."""
     import yaml
@@ -210,7 +203,7 @@ def grids_from(overrides=()):
     from recbole_genrec.config import PROPERTIES_DIR, load_yaml_file
 
     defaults = load_yaml_file(os.path.join(PROPERTIES_DIR, "overall.yaml"))
-    grids = {key: defaults[key] for key in GRID_KEYS}
+    grids = {key: defaults[key] for key in ("ensemble_alphas", "ensemble_ks", "ensemble_taus")}
     for arg in overrides:
         key, _, value = arg[2:].partition("=")
         if key in grids:

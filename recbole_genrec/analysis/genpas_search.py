@@ -38,9 +38,11 @@ KL (lower first), then grid order. The top ``genpas_top_k`` (default 5) are retu
 and pick the best by validation NDCG@10.
 """
 
+import argparse
 import json
 import math
 import os
+import sys
 import time
 from logging import getLogger
 
@@ -51,7 +53,7 @@ from rapidfuzz.process import cpdist
 from scipy.stats import rankdata
 
 from recbole_genrec.defaults import package_defaults
-from recbole_genrec.errors import ConfigError
+from recbole_genrec.errors import ConfigError, UserError
 from recbole_genrec.data.genpas import (
     INF,
     PRESETS,
@@ -95,10 +97,7 @@ def ned(a, b):
 
 def _as_strings(padded, lengths, base):
     """Item-id rows -> one code point per item."""
-    out = []
-    for row, n in zip(padded.tolist(), lengths.tolist()):
-        out.append("".join(map(chr, (base + v for v in row[:n]))))
-    return out
+    return ["".join(map(chr, (base + v for v in row[:n]))) for row, n in zip(padded.tolist(), lengths.tolist())]
 
 
 # --------------------------------------------------------------------------- step 1: KL
@@ -114,12 +113,7 @@ def parse_grid(config_grid=None):
             values = [values]
         if values is None or len(values) == 0:
             raise ConfigError(f"Config key '{key}' is empty. Fix: give a list, e.g. {DEFAULT_GRID[name]}.")
-        parsed = []
-        for v in values:
-            x = parse_exponent(v, key)
-            if x not in parsed:
-                parsed.append(x)
-        grid[name] = parsed
+        grid[name] = list(dict.fromkeys(parse_exponent(v, key) for v in values))  # deduplicated, in order
     return grid
 
 
@@ -237,8 +231,7 @@ class WindowSimilarity:
         num_same = np.zeros((n_q, k_cols))
         num_diff = np.zeros((n_q, k_cols))
         # chunks of queries with a bounded number of candidate pairs
-        bound = np.add.reduceat(self.item_windows[q_items], q_ptr[:-1]) if q_items.size else np.zeros(n_q)
-        bound = np.where(q_lengths > 0, bound, 0)
+        bound = self.compare_bound(q_lists, q_lengths)
         self.n_compared = 0
         lo = 0
         while lo < n_q:
@@ -375,16 +368,15 @@ def theta_config_line(theta):
     return f"--train_sampler=genpas --genpas_alpha={a} --genpas_beta={b} --genpas_gamma={g}"
 
 
-def _ab_name(ab):
-    names = [n for n, t in PRESETS.items() if t[:2] == tuple(ab)]
-    return names[0] if names else ""
-
-
 def theta_name(theta):
-    for name, triple in PRESETS.items():
-        if triple == tuple(theta):
-            return name
-    return ""
+    """The first preset whose (alpha, beta, gamma), or (alpha, beta) for a pair, is ``theta``; else ``""``."""
+    return next((name for name, triple in PRESETS.items() if triple[: len(theta)] == tuple(theta)), "")
+
+
+def _frequencies(targets, n_items):
+    """The empirical distribution of ``targets`` over the ``n_items`` item ids."""
+    q = np.bincount(np.asarray(targets, np.int64), minlength=n_items).astype(np.float64)
+    return q / q.sum()
 
 
 def run_search(seqs, valid, n_items, max_len, seed, test_targets=None, grid=None, kl_keep=DEFAULTS["genpas_kl_keep"],
@@ -407,12 +399,8 @@ def run_search(seqs, valid, n_items, max_len, seed, test_targets=None, grid=None
     grid = parse_grid(grid)
     if int(top_k) < 1:
         raise ConfigError(f"Config key 'genpas_top_k' must be >= 1, got {top_k}.")
-    q_valid = np.bincount(np.asarray(valid[2], np.int64), minlength=n_items).astype(np.float64)
-    q_valid /= q_valid.sum()
-    q_test = None
-    if test_targets is not None and len(test_targets):
-        q_test = np.bincount(np.asarray(test_targets, np.int64), minlength=n_items).astype(np.float64)
-        q_test /= q_test.sum()
+    q_valid = _frequencies(valid[2], n_items)
+    q_test = _frequencies(test_targets, n_items) if test_targets is not None and len(test_targets) else None
     table = kl_table(seqs, q_valid, n_items, grid["alpha"], grid["beta"], q_test)
     timings["kl_s"] = time.perf_counter() - t0
     timings["kl_per_config_s"] = timings["kl_s"] / len(table)
@@ -444,7 +432,7 @@ def run_search(seqs, valid, n_items, max_len, seed, test_targets=None, grid=None
         "max_len": max_len,
         "truncation": truncation,
         "kl": [
-            {"alpha": format_exponent(a), "beta": format_exponent(b), "name": _ab_name((a, b)), **row}
+            {"alpha": format_exponent(a), "beta": format_exponent(b), "name": theta_name((a, b)), **row}
             for (a, b), row in table.items()
         ],
         "kl_presets": {
@@ -481,29 +469,22 @@ def search_inputs_from_datasets(train_dataset, valid_dataset, test_dataset=None)
 
 def format_table(result):
     """The printed report: KL table, candidates with A/D ranks, top-k config lines."""
-    lines = ["KL(q || p_theta) per (alpha, beta)  [gamma has no effect; selection uses valid]"]
     has_test = any("test" in r for r in result["kl"])
-    lines.append(f"{'alpha':>6} {'beta':>6} {'KL valid':>9}" + (f" {'KL test':>8}" if has_test else ""))
+    lines = ["KL(q || p_theta) per (alpha, beta)  [gamma has no effect; selection uses valid]",
+             f"{'alpha':>6} {'beta':>6} {'KL valid':>9}" + (f" {'KL test':>8}" if has_test else "")]
     for r in sorted(result["kl"], key=lambda r: r["valid"]):
-        lines.append(
-            f"{r['alpha']:>6} {r['beta']:>6} {r['valid']:9.4f}" + (f" {r['test']:8.4f}" if has_test else "")
-        )
-    lines.append("")
-    lines.append(f"Candidates after the KL filter ({len(result['candidates'])}), best first:")
-    lines.append(
-        f"{'alpha':>6} {'beta':>6} {'gamma':>6} {'name':>4} {'KL':>7} {'A':>9} {'D':>9} {'A/D':>7} "
-        f"{'cov':>5} {'rank_A':>6} {'rank_D':>6} {'score':>5}"
-    )
+        lines.append(f"{r['alpha']:>6} {r['beta']:>6} {r['valid']:9.4f}" + (f" {r['test']:8.4f}" if has_test else ""))
+    lines += ["", f"Candidates after the KL filter ({len(result['candidates'])}), best first:",
+              f"{'alpha':>6} {'beta':>6} {'gamma':>6} {'name':>4} {'KL':>7} {'A':>9} {'D':>9} {'A/D':>7} "
+              f"{'cov':>5} {'rank_A':>6} {'rank_D':>6} {'score':>5}"]
     for r in result["candidates"]:
         a, b, g = r["theta"]
         lines.append(
             f"{a:>6} {b:>6} {g:>6} {r['name']:>4} {r['KL']:7.4f} {r['A']:9.5f} {r['D']:9.6f} {r['A/D']:7.2f} "
             f"{r['coverage']:5.2f} {r['rank_A']:6d} {r['rank_D']:6d} {r['score']:5d}"
         )
-    lines.append("")
-    lines.append(f"Top {len(result['top_k'])} (train each; pick by valid NDCG@10):")
-    for r in result["top_k"]:
-        lines.append(f"  {r['config']}" + (f"   # {r['name']}" if r["name"] else ""))
+    lines += ["", f"Top {len(result['top_k'])} (train each; pick by valid NDCG@10):"]
+    lines += [f"  {r['config']}" + (f"   # {r['name']}" if r["name"] else "") for r in result["top_k"]]
     t = result["timings"]
     lines.append(
         f"Timings: KL {t['kl_s']:.3f}s ({t['kl_per_config_s'] * 1000:.1f} ms/config), A/D {t['ad_s']:.1f}s, "
@@ -578,7 +559,6 @@ def search_from_config(config, write=True):
         sample_pairs=int(config["genpas_ad_sample_pairs"]),
         max_compared=int(config["genpas_ad_max_compared"]),
         truncation=str(config["genpas_truncation"]),
-        workers=-1,
     )
     result["dataset"] = config["dataset"]
     result["timings"]["load_s"] = t_load
@@ -591,9 +571,6 @@ def search_from_config(config, write=True):
 
 
 def main(argv=None):
-    import argparse
-    import sys
-
     from recbole_genrec.config import Config
 
     parser = argparse.ArgumentParser(prog="python -m recbole_genrec.analysis.genpas_search")
@@ -611,10 +588,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    import sys
-
-    from recbole_genrec.errors import UserError
-
     try:
         main()
     except (UserError, ValueError) as err:  # a mistake in the command or the files: no traceback

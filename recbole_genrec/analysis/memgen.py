@@ -122,19 +122,10 @@ def train_sequences(train_dataset):
     if not np.all(last_hist[~first] == target[np.flatnonzero(~first) - 1]):
         raise ValueError("train split rows are not in sequence order; cannot rebuild the sequences")
     starts = np.flatnonzero(first)
-    # per user: [hist[first row, 0]] + targets of its rows
-    n_users = len(starts)
-    counts = np.diff(np.r_[starts, len(uid)]) + 1
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    items = np.empty(offsets[-1], dtype=np.int64)
-    pos_first = offsets[:-1]
-    items[pos_first] = hist[starts, 0]
-    mask = np.ones(offsets[-1], dtype=bool)
-    mask[pos_first] = False
-    items[mask] = target
-    seqs = Sequences(items, offsets, uid[starts])
-    assert len(seqs) == n_users
-    return seqs
+    # per user: [hist[first row, 0]] + targets of its rows, so user k's sequence starts k items after its first row
+    items = np.insert(target, starts, hist[starts, 0]).astype(np.int64)
+    offsets = (np.r_[starts, len(uid)] + np.arange(len(starts) + 1)).astype(np.int64)
+    return Sequences(items, offsets, uid[starts])
 
 
 @dataclass
@@ -149,13 +140,12 @@ class Instances:
 
     @classmethod
     def from_lists(cls, histories, targets, users=None):
-        width = max([len(h) for h in histories] + [1])
-        hist = np.zeros((len(histories), width), dtype=np.int64)
+        lengths = np.array([len(h) for h in histories], np.int64)
+        hist = np.zeros((len(histories), max(int(lengths.max(initial=0)), 1)), dtype=np.int64)
         for i, h in enumerate(histories):
             hist[i, : len(h)] = h
         users = np.arange(len(histories)) if users is None else np.asarray(users)
-        return cls(users.astype(np.int64), np.asarray(targets, np.int64), hist,
-                   np.array([len(h) for h in histories], np.int64))
+        return cls(users.astype(np.int64), np.asarray(targets, np.int64), hist, lengths)
 
     def __len__(self):
         return len(self.target)
@@ -175,14 +165,9 @@ class Instances:
 def eval_instances(eval_data):
     """The instances of a RecBole full-sort eval loader, in its order (= the predictions' order)."""
     dataset = eval_data._dataset
-    parts = {k: [] for k in ("user", "target", "history", "length")}
-    for batch in eval_data:
-        inter = batch[0]
-        parts["user"].append(inter[dataset.uid_field].numpy())
-        parts["target"].append(inter[dataset.iid_field].numpy())
-        parts["history"].append(inter[dataset.item_id_list_field].numpy())
-        parts["length"].append(inter[dataset.item_list_length_field].numpy())
-    return Instances(*(np.concatenate(parts[k]).astype(np.int64) for k in ("user", "target", "history", "length")))
+    fields = (dataset.uid_field, dataset.iid_field, dataset.item_id_list_field, dataset.item_list_length_field)
+    batches = [[batch[0][field].numpy() for field in fields] for batch in eval_data]
+    return Instances(*(np.concatenate(parts).astype(np.int64) for parts in zip(*batches)))
 
 
 # --------------------------------------------------------------------------- transitions
@@ -253,12 +238,8 @@ class ItemLabels:
 
     def label_sets(self):
         """Per instance, the set of label names (as in the spec's fixture)."""
-        out = []
-        for m, hops in zip(self.master, self.type_hop):
-            labels = {MASTER[m]}
-            labels |= {f"{TYPES[t]}_{h}" for t, h in enumerate(hops) if h > 0}
-            out.append(labels)
-        return out
+        return [{MASTER[m]} | {f"{TYPES[t]}_{h}" for t, h in enumerate(hops) if h > 0}
+                for m, hops in zip(self.master, self.type_hop)]
 
 
 def label_items(seqs, inst, max_hop=4, n_items=None, transitions=None):
@@ -466,8 +447,10 @@ def _rank_bins(values, n_bins):
 def _pair_counts(keys_train, queries):
     """How often each query key occurs among the training keys (with multiplicity)."""
     uniq, counts = np.unique(keys_train, return_counts=True)
-    pos = np.minimum(np.searchsorted(uniq, queries), max(len(uniq) - 1, 0))
-    return np.where((len(uniq) > 0) & (uniq[pos] == queries), counts[pos], 0) if len(uniq) else np.zeros(len(queries), np.int64)
+    if len(uniq) == 0:
+        return np.zeros(len(queries), np.int64)
+    pos = np.minimum(np.searchsorted(uniq, queries), len(uniq) - 1)
+    return np.where(uniq[pos] == queries, counts[pos], 0)
 
 
 def support_bins(seqs, inst, item, codes, ndcg, window=4, depths=(1, 2, 3), n_bins=5):
@@ -476,9 +459,7 @@ def support_bins(seqs, inst, item, codes, ndcg, window=4, depths=(1, 2, 3), n_bi
     then ``n_bins`` equal-count bins of the positive counts. ``ndcg``: {model: per-instance NDCG@10}
     (Δ = last model − first)."""
     names = list(ndcg)
-    pairs = distance_pairs(seqs, window)
-    a = np.concatenate([p[0] for p in pairs])
-    b = np.concatenate([p[1] for p in pairs])
+    a, b = (np.concatenate(side) for side in zip(*distance_pairs(seqs, window)))
     sel = np.flatnonzero((item.master != MEM) & (inst.length >= 1))
     u, v = inst.at_distance(1)[sel], inst.target[sel]
     rows = []
@@ -548,9 +529,7 @@ def msp_bins(msp, item, ndcg, n_bins=5):
 
 def _fmt(value):
     if isinstance(value, float):
-        if not np.isfinite(value):
-            return "N/A"
-        return f"{value:.4f}"
+        return f"{value:.4f}" if np.isfinite(value) else "N/A"
     return str(value)
 
 
@@ -585,6 +564,15 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path):
+    """Lay out ``fig``, write it to ``path`` as a 120-dpi PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_categories(path, rows, models, title):
     plt = _pyplot()
     cats = [r["category"] for r in rows]
@@ -599,9 +587,7 @@ def plot_categories(path, rows, models, title):
     ax.set_ylabel("NDCG@10")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_hops(path, rows, models, max_hop, title):
@@ -618,9 +604,7 @@ def plot_hops(path, rows, models, max_hop, title):
     axes[0].set_ylabel("NDCG@10")
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_shares(path, shares_by_dataset):
@@ -635,9 +619,7 @@ def plot_shares(path, shares_by_dataset):
         bottom += vals
     ax.set_ylabel("share of test instances")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_tokens(path, rows, cols, title):
@@ -656,9 +638,7 @@ def plot_tokens(path, rows, cols, title):
                         color="white" if data[i, j] > 60 else "black")
     fig.colorbar(im, ax=ax, label="% of the row")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_msp(path, rows, models, title):
@@ -676,9 +656,7 @@ def plot_msp(path, rows, models, title):
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_alpha(path, alpha, title):
@@ -688,16 +666,13 @@ def plot_alpha(path, alpha, title):
     ax.set_xlabel("adaptive alpha (weight of the first model)")
     ax.set_ylabel("test instances")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 # --------------------------------------------------------------------------- the analysis
 def analyse(config, prediction_paths, out, split="test"):
     """Labels + all tables/plots for ``prediction_paths`` (>= 2) on ``config``'s dataset; returns the summary dict."""
-    from recbole_genrec.analysis import ensemble
-    from recbole_genrec.analysis.predictions import check_compatible, instance_digest, item_mapping_digest, load_predictions
+    from recbole_genrec.analysis import ensemble, predictions
 
     if len(prediction_paths) < 2:
         raise ConfigError("--predictions needs at least two files (model A and model B).")
@@ -707,7 +682,7 @@ def analyse(config, prediction_paths, out, split="test"):
             f"memgen_max_hop={max_hop} must lie in 1..MAX_ITEM_LIST_LENGTH ({config['MAX_ITEM_LIST_LENGTH']}): "
             "the labels read the last memgen_max_hop history items. Fix: --memgen_max_hop=4."
         )
-    preds = [load_predictions(p) for p in prediction_paths]
+    preds = [predictions.load_predictions(p) for p in prediction_paths]
     names = [p.model for p in preds]
     if len(set(names)) < len(names):  # the same model twice: tell the columns apart
         names = [f"{p.model}#{i + 1}" for i, p in enumerate(preds)]
@@ -716,18 +691,15 @@ def analyse(config, prediction_paths, out, split="test"):
     load_seconds = time.perf_counter() - t0
     dataset = train_data._dataset
     instances = {"valid": eval_instances(valid_data), "test": eval_instances(test_data)}
-    expected = {s: instance_digest(s, i.user, i.target) for s, i in instances.items()}
-    from recbole_genrec.analysis.predictions import PredictionsError
-
+    expected = {s: predictions.instance_digest(s, i.user, i.target) for s, i in instances.items()}
     for p in preds:
-        if p.meta["item_mapping"] != item_mapping_digest(dataset):
-            raise PredictionsError(
+        if p.meta["item_mapping"] != predictions.item_mapping_digest(dataset):
+            raise predictions.PredictionsError(
                 f"Predictions '{p.path}' use another item-id mapping than dataset '{config['dataset']}' "
                 "with these config files. Fix: pass the config files the model was trained with."
             )
-    check_compatible(preds, dataset=config["dataset"], expected=expected)
-    codes = next((p.item_sid for p in preds if p.item_sid is not None), None)
-    code_model = next((n for n, p in zip(names, preds) if p.item_sid is not None), None)
+    predictions.check_compatible(preds, dataset=config["dataset"], expected=expected)
+    code_model, codes = next(((n, p.item_sid) for n, p in zip(names, preds) if p.item_sid is not None), (None, None))
     seqs = train_sequences(dataset)
     labels, cache = compute_labels(seqs, instances, max_hop, codes, n_items=dataset.item_num,
                                    cache_dir=os.path.join(config["checkpoint_dir"], "memgen"))
@@ -736,6 +708,7 @@ def analyse(config, prediction_paths, out, split="test"):
     for name, p in zip(names, preds):
         arr = p.split(split)
         scores[name] = ensemble.per_instance(arr["items"], arr["target"], 10)
+    ndcg = {name: s[1] for name, s in scores.items()}
     os.makedirs(out, exist_ok=True)
     summary = {"dataset": config["dataset"], "split": split, "models": names, "files": list(prediction_paths),
                "max_hop": max_hop, "n_instances": int(len(item.master)), "label_cache": cache,
@@ -751,8 +724,7 @@ def analyse(config, prediction_paths, out, split="test"):
     write_csv(os.path.join(out, "categories.csv"), rows)
     sections += ["## Categories (count, share of N, per-category Recall@10 / NDCG@10, Δ = "
                  f"{names[-1]} − {names[0]})", "", markdown(rows, pct=("share",)), ""]
-    title = f"{config['dataset']}: NDCG@10 per category"
-    plot_categories(os.path.join(out, "categories.png"), rows, names, title)
+    plot_categories(os.path.join(out, "categories.png"), rows, names, f"{config['dataset']}: NDCG@10 per category")
     plot_hops(os.path.join(out, "hops.png"), rows, names, max_hop, f"{config['dataset']}: NDCG@10 by hop")
     plot_shares(os.path.join(out, "shares.png"), {config["dataset"]: summary["shares"]})
     if token is not None:
@@ -764,10 +736,9 @@ def analyse(config, prediction_paths, out, split="test"):
                      markdown(trows, pct=cols), ""]
         plot_tokens(os.path.join(out, "tokens.png"), trows, cols, f"{config['dataset']}: item-level type → token category")
     if codes is not None:
-        ndcg_by = {n: sc[1] for n, sc in scores.items()}
-        srows = support_bins(seqs, instances[split], item, codes, ndcg_by, int(config["memgen_support_window"]),
+        srows = support_bins(seqs, instances[split], item, codes, ndcg, int(config["memgen_support_window"]),
                              tuple(config["memgen_support_depths"]))
-        prows = purity_grid(seqs, instances[split], item, codes, ndcg_by, int(config["memgen_purity_prefix"]))
+        prows = purity_grid(seqs, instances[split], item, codes, ndcg, int(config["memgen_purity_prefix"]))
         summary["support_bins"], summary["purity_grid"] = srows, prows
         write_csv(os.path.join(out, "support_bins.csv"), srows)
         write_csv(os.path.join(out, "purity_grid.csv"), prows)
@@ -780,7 +751,7 @@ def analyse(config, prediction_paths, out, split="test"):
     msp_index = next((i for i, p in enumerate(preds) if p.scores_all_items), None)
     if msp_index is not None:
         msp = preds[msp_index].split(split)["msp"]
-        brows, corr = msp_bins(msp, item, {n: s[1] for n, s in scores.items()}, int(config["memgen_msp_bins"]))
+        brows, corr = msp_bins(msp, item, ndcg, int(config["memgen_msp_bins"]))
         summary["msp_bins"] = {"model": names[msp_index], "rows": brows, "bin_share_correlation": corr}
         write_csv(os.path.join(out, "msp_bins.csv"), brows)
         sections += [f"## MSP bins ({names[msp_index]}'s max softmax probability; equal-count bins)", "",

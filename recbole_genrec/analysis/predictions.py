@@ -56,22 +56,15 @@ def collect_predictions(model, eval_data, top_n):
     """
     was_training = model.training
     model.eval()
-    generative = is_generative(model)
-    uid_field, iid_field = model.USER_ID, model.ITEM_ID
+    top_n_of = _generative_top_n if is_generative(model) else _full_sort_top_n
     out = {name: [] for name in FIELDS}
     device = next(model.parameters()).device
     try:
         for batch in eval_data:
             interaction = batch[0].to(device)
-            if generative:
-                items, scores, msp = _generative_top_n(model, interaction, top_n)
-            else:
-                items, scores, msp = _full_sort_top_n(model, interaction, top_n)
-            out["user"].append(interaction[uid_field].cpu().numpy())
-            out["target"].append(interaction[iid_field].cpu().numpy())
-            out["items"].append(items)
-            out["scores"].append(scores)
-            out["msp"].append(msp)
+            user, target = (interaction[field].cpu().numpy() for field in (model.USER_ID, model.ITEM_ID))
+            for name, value in zip(FIELDS, (user, target, *top_n_of(model, interaction, top_n))):
+                out[name].append(value)
     finally:
         model.train(was_training)
     return {name: np.concatenate(parts) for name, parts in out.items()}
@@ -98,8 +91,7 @@ def instance_digest(split, user, target):
 
 
 def item_mapping_digest(dataset):
-    tokens = np.asarray(dataset.field2id_token[dataset.iid_field]).astype(str)
-    return array_digest(tokens)
+    return array_digest(np.asarray(dataset.field2id_token[dataset.iid_field]).astype(str))
 
 
 def output_path(setting, model_name):
@@ -111,7 +103,7 @@ def output_path(setting, model_name):
 def save_predictions(path, model, dataset_name, item_dataset, splits, top_n, extra_meta=None):
     """Collect ``splits`` (``{"valid": loader, "test": loader}``) and write one file at ``path``."""
     collected = {split: collect_predictions(model, loader, top_n) for split, loader in splits.items()}
-    item_sid = np.asarray(item_dataset.item_sid.cpu().numpy()) if is_generative(model) else None
+    item_sid = item_dataset.item_sid.cpu().numpy() if is_generative(model) else None
     return write_predictions(
         path, collected, type(model).__name__, dataset_name, item_mapping_digest(item_dataset),
         scores_all_items=not is_generative(model), item_sid=item_sid, extra_meta=extra_meta,
@@ -216,9 +208,7 @@ def check_compatible(preds, dataset=None, expected=None):
                 f"Predictions '{first.path}' and '{p.path}' use different item-id mappings "
                 "(different filtering or dataset files). Fix: rerun both with the same config files."
             )
-    splits = set(first.meta["splits"])
-    for p in preds[1:]:
-        splits &= set(p.meta["splits"])
+    splits = set.intersection(*(set(p.meta["splits"]) for p in preds))
     if not splits:
         raise PredictionsError(f"Predictions files {[p.path for p in preds]} share no split.")
     for split in sorted(splits):
