@@ -211,15 +211,11 @@ def get_preload_weight(self, field):
 
 
 # ---- scipy's dok_matrix._update ---------------------------------------------------------------
-def _dok_update(self, data):
-    """The old private ``dok_matrix._update(dict)``: scipy's public ``update`` (bounds-checked)."""
-    self.update(data)
-
-
 def restore_dok_update():
-    """Give ``dok_matrix`` back the ``_update`` RecBole's graph models call, where scipy lacks it."""
+    """Give ``dok_matrix`` back the ``_update`` RecBole's graph models call, where scipy lacks it:
+    the old private ``_update(dict)`` is scipy's public, bounds-checked ``update``."""
     if not hasattr(sp.dok_matrix, "_update"):
-        sp.dok_matrix._update = _dok_update
+        sp.dok_matrix._update = sp.dok_matrix.update
 
 
 class _DistributedDataParallel(torch.nn.parallel.DistributedDataParallel):
