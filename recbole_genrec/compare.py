@@ -12,9 +12,8 @@ Label=Model`` runs one model under several rows, each with its own ``--model_con
 adds models to an existing comparison (same dataset and config files, checked), and
 ``--merge DIR DIR ... --out DIR`` joins comparisons run in parallel on identical settings.
 ``--keep_finished`` continues an interrupted grid (the same command plus this flag): the settings
-``--out`` finished are kept (its results.json, when the stop came after the first finished setting, is
-extended as with ``--append``), and the setting it was stopped in resumes from its last epoch (each grid setting keeps its
-checkpoints in its own folder, :func:`setting_checkpoint_dir`, with a resume state while it trains).
+``--out`` finished are kept and the one it was stopped in resumes from its last epoch (each grid
+setting keeps its checkpoints, with a resume state while it trains, in :func:`setting_checkpoint_dir`).
 
 ``--grid key=v1,v2,...`` (repeatable; the product of the values) tunes every model the same
 way: each row trains once per setting, the setting with the best validation score (RecBole's
@@ -142,8 +141,7 @@ def setting_checkpoint_dir(out, label, setting, overrides):
     """The checkpoint folder of one grid setting of one row: ``<checkpoint_dir>/compare/<out>-<hash>/<label>/<setting>``.
 
     Its own folder per comparison, row and setting, so ``--keep_finished`` finds the resume state
-    of the setting a stopped grid was training (``--resume=latest`` there). ``<checkpoint_dir>``
-    is a ``--checkpoint_dir=`` override, else RecBole's default ``saved``. The settings share one
+    of the setting a stopped grid was training (``--resume=latest`` there). The settings share one
     semantic-ID cache, ``<checkpoint_dir>/semantic_ids`` (a ``--sid_cache_dir=`` override wins; a
     config file's ``sid_cache_dir`` does not: pass it on the command line).
     """
@@ -424,11 +422,8 @@ def compare(argv=None):
         raise ConfigError("--save_predictions must name a folder (one <model>.npz each) when comparing several models.")
     os.makedirs(out, exist_ok=True)
     config_files = args.config_files.split() if args.config_files else []
-    config_dict = {}
-    if args.epochs is not None:
-        config_dict["epochs"] = args.epochs
-    if args.minutes is not None:
-        config_dict["train_time_budget"] = args.minutes
+    budget = {"epochs": args.epochs, "train_time_budget": args.minutes}
+    config_dict = {key: value for key, value in budget.items() if value is not None}
     command = "python -m recbole_genrec.compare " + " ".join(shlex.quote(a) for a in argv)
     results, commands = {}, [command]
     grid = grid_settings(args.grid)
@@ -486,17 +481,14 @@ def add_ensemble_rows(out, payload):
 def main():
     # `kill <pid>` of the comparison must stop its worker too (see run_model's finally)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if sys.argv[1:2] == ["--merge"]:
-        parser = argparse.ArgumentParser(prog="python -m recbole_genrec.compare --merge")
-        parser.add_argument("--merge", nargs="+", required=True, metavar="FOLDER")
-        parser.add_argument("--out", required=True)
-        args = parser.parse_args()
-        try:
-            print(merge(args.merge, args.out))
-        except UserError as err:
-            sys.exit(f"error: {err}")
-        return
     try:
+        if sys.argv[1:2] == ["--merge"]:
+            parser = argparse.ArgumentParser(prog="python -m recbole_genrec.compare --merge")
+            parser.add_argument("--merge", nargs="+", required=True, metavar="FOLDER")
+            parser.add_argument("--out", required=True)
+            args = parser.parse_args()
+            print(merge(args.merge, args.out))
+            return
         results = compare()
     except UserError as err:
         sys.exit(f"error: {err}")
