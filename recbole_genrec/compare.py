@@ -184,12 +184,11 @@ def model_rows(spec):
     return rows
 
 
-def _worker(model, dataset, config_files, config_dict, overrides, result_path, parent_pid=None):
-    # runs in a fresh (spawned) process
-    if parent_pid is not None:  # a comparison killed even with SIGKILL takes its worker with it
-        from recbole_genrec.lifeline import die_with_parent
+def _worker(model, dataset, config_files, config_dict, overrides, result_path, parent_pid):
+    # runs in a fresh (spawned) process, which a comparison killed even with SIGKILL takes with it
+    from recbole_genrec.lifeline import die_with_parent
 
-        die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     from recbole_genrec.quick_start import run_recbole_genrec
 
     try:
@@ -212,15 +211,15 @@ def check_model_names(models):
 
 def load_previous(path, settings):
     """The results.json that ``--append`` extends; its settings must equal this run's."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"--append: '{path}' does not exist. Fix: run without --append first.")
-    previous = read_results_json(path, "--append")
+    previous = read_results_json(path, "--append", missing_fix=" Fix: run without --append first.")
     check_comparable(previous, settings, f"--append: '{path}'")
     return previous
 
 
-def read_results_json(path, flag):
-    """A comparison's results.json, or a ConfigError naming the file when it is not one."""
+def read_results_json(path, flag, missing_fix=""):
+    """A comparison's results.json, or a ConfigError naming the file when it is missing or not one."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{flag}: '{path}' does not exist.{missing_fix}")
     try:
         with open(path) as f:
             payload = json.load(f)
@@ -395,12 +394,7 @@ def merge(folders, out):
 
     Refuses folders whose dataset, shared config files, budget or overrides differ.
     """
-    payloads = []
-    for folder in folders:
-        path = os.path.join(folder, "results.json")
-        if not os.path.isfile(path):
-            raise ConfigError(f"--merge: '{path}' does not exist.")
-        payloads.append(read_results_json(path, "--merge"))
+    payloads = [read_results_json(os.path.join(folder, "results.json"), "--merge") for folder in folders]
     first = payloads[0]
     for folder, payload in zip(folders[1:], payloads[1:]):
         check_comparable(payload, first, f"--merge: '{folder}'")
