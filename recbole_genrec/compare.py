@@ -80,13 +80,13 @@ def grid_settings(specs):
     """``[{key: value string}]``: the product of ``--grid key=v1,v2`` specs (``[{}]`` without any)."""
     settings = [{}]
     for spec in specs:
-        key, sep, values = spec.partition("=")
+        key, sep, values = (part.strip() for part in spec.partition("="))
         values = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key.strip() or not values:
+        if not sep or not key or not values:
             raise ConfigError(f"--grid '{spec}' must be KEY=V1,V2,... (e.g. --grid learning_rate=0.001,0.003).")
-        if any(key.strip() in s for s in settings):
-            raise ConfigError(f"--grid names '{key.strip()}' twice. Fix: give all its values in one --grid.")
-        settings = [dict(s, **{key.strip(): v}) for s in settings for v in values]
+        if any(key in s for s in settings):
+            raise ConfigError(f"--grid names '{key}' twice. Fix: give all its values in one --grid.")
+        settings = [dict(s, **{key: v}) for s in settings for v in values]
     return settings
 
 

@@ -12,18 +12,16 @@ dataset or builds its trainer, never on import).
    numpy arrays, layer modules, ``defaultdict`` objects) is saved as a safe representation made of
    tensors and plain containers only, and rebuilt on load (``encode_other_parameter`` /
    ``decode_other_parameter``): it needs no allow-listed global at all.
-2. CPU distributed training (with 5.). RecBole wraps the model as
-   ``DistributedDataParallel(model, device_ids=[local_rank])``, which torch rejects for CPU
-   modules; on CPU we pass ``device_ids=None`` (the gloo backend is chosen in ``Config``).
+2. CPU distributed training. RecBole hard-codes ``nccl`` + CUDA: ``Config._init_device`` calls
+   :func:`init_distributed_device` instead, which picks gloo and CPU without a GPU. RecBole wraps the
+   model as ``DistributedDataParallel(model, device_ids=[local_rank])``, which torch rejects for CPU
+   modules; on CPU we pass ``device_ids=None``.
 3. Graph models on today's scipy. scipy 1.17 (the tested stack) has no private
    ``dok_matrix._update``, which seven RecBole models call to build their adjacency matrix
    (LightGCN, NGCF, GCMC, SpectralCF, NCL, MCCLK, KGIN); where it is missing it is defined as
    scipy's public, bounds-checked ``dok_matrix.update`` (``restore_dok_update``).
 4. Preloaded weights (``preload_weight``) come as float32 instead of RecBole's float64, with
    which KSR fails (``get_preload_weight``).
-
-5. Distributed device set-up: RecBole hard-codes ``nccl`` + CUDA; ``Config._init_device``
-   calls :func:`init_distributed_device` instead, which picks gloo and CPU without a GPU.
 
 Nothing else in RecBole is patched (DESIGN.md: no monkey-patching beyond this module).
 """
