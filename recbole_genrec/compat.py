@@ -103,8 +103,7 @@ def _decode_sparse(code):
         raise ValueError(f"checkpoint holds a sparse matrix of unknown format {fmt!r}")
     arrays = {name: code[name].numpy() for name in ("data", "indices", "indptr", "row", "col") if name in code}
     if fmt in ("csr", "csc"):
-        build = getattr(sp, f"{fmt}_{kind}")
-        return build((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        return getattr(sp, f"{fmt}_{kind}")((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
     coo = getattr(sp, f"coo_{kind}")((arrays["data"], (arrays["row"], arrays["col"])), shape=shape)
     return coo.asformat(fmt)
 
@@ -116,10 +115,9 @@ def _plain_key(key):
 def encode_other_parameter(value):
     """``value`` (one entry of ``model.other_parameter()``) made of tensors and plain containers.
 
-    scipy sparse matrices become their index/value tensors, numpy arrays (``np.matrix`` too)
-    and scalars tensors,
-    ``nn.Module`` values their ``state_dict`` (restored into the live model's module on load),
-    ``defaultdict`` a dict plus the name of its factory; lists, tuples and dicts are encoded
+    scipy sparse matrices become their index/value tensors, numpy arrays (``np.matrix`` too) and
+    scalars tensors, ``nn.Module`` values their ``state_dict`` (restored into the live model's module
+    on load), ``defaultdict`` a dict plus the name of its factory; lists, tuples and dicts are encoded
     item by item. Anything else is kept as it is (torch refuses it on a safe load, as before).
     """
     if isinstance(value, torch.nn.Module):
