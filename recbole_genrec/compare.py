@@ -41,9 +41,7 @@ from recbole_genrec.safe_io import atomic_write_text
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m recbole_genrec.compare", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m recbole_genrec.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", required=True,
                         help="comma-separated model names; LABEL=Model runs Model under its own row LABEL "
                              "(e.g. SASRec-BPR=SASRec with --model_config SASRec-BPR=bpr.yaml)")
@@ -278,9 +276,7 @@ def metric_names(results):
 def markdown_table(results, command):
     """Rows models, columns test metrics (best in bold), train seconds, peak memory."""
     metrics = metric_names(results)
-    best = {
-        m: max(r["test_result"][m] for r in results.values() if m in r.get("test_result", {})) for m in metrics
-    }
+    best = {m: max(r["test_result"][m] for r in results.values() if m in r.get("test_result", {})) for m in metrics}
     header = ["model"] + metrics + ["train s", "epochs", "peak MB", "params"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, r in results.items():

@@ -184,9 +184,7 @@ def load_other_parameter(self, para):
         if isinstance(value, dict) and value.get(ENCODED_TAG) == "module":
             module = getattr(self, key, None)
             if not isinstance(module, torch.nn.Module):
-                raise ValueError(
-                    f"checkpoint holds the state of module '{key}', which {type(self).__name__} lacks"
-                )
+                raise ValueError(f"checkpoint holds the state of module '{key}', which {type(self).__name__} lacks")
             module.load_state_dict(value["state_dict"])
         else:
             setattr(self, key, decode_other_parameter(value))

@@ -26,12 +26,7 @@ from logging import getLogger
 import recbole.config
 import yaml
 from recbole.config import Config as RecBoleConfig
-from recbole.config.configurator import (
-    dataset_arguments,
-    evaluation_arguments,
-    general_arguments,
-    training_arguments,
-)
+from recbole.config.configurator import dataset_arguments, evaluation_arguments, general_arguments, training_arguments
 
 from recbole_genrec.checks import check_run_values, recbole_config_errors
 from recbole_genrec.errors import ConfigError
