@@ -141,10 +141,9 @@ class SemanticIDDataset(SequentialDataset):
             for k in reversed(range(n_runs))  # the last (primary) tokenizer is the run with ``seed``
         ]
         sids = runs[-1] if n_runs == 1 else independent_tokenizers(runs)
-        table = torch.zeros(len(sids.codes), self.item_num, len(sids.codebook_sizes), dtype=torch.long)
+        self.item_sids = torch.zeros(len(sids.codes), self.item_num, len(sids.codebook_sizes), dtype=torch.long)
         for t, codes in enumerate(sids.codes):
-            table[t, 1:] = torch.as_tensor(codes, dtype=torch.long)  # row 0: the padding item
-        self.item_sids = table
+            self.item_sids[t, 1:] = torch.as_tensor(codes, dtype=torch.long)  # row 0: the padding item
         self.sid_codebook_sizes = list(sids.codebook_sizes)
         self.sid_quality = sids.quality
         self.sid_info = {"source": sids.source, "timings": sids.timings, "meta": sids.meta}
