@@ -97,15 +97,6 @@ def empty_after_filtering_is_user_error(config):
         ) from err
 
 
-def item_file_path(config):
-    return os.path.join(config["data_path"], f"{config['dataset']}.item")
-
-
-def _item_file_loaded(config):
-    load_col = config["load_col"] if "load_col" in config else None
-    return load_col is None or (isinstance(load_col, dict) and "item" in load_col)
-
-
 def check_unique_item_ids(ids, path):
     """``DataFileError`` naming the count and an example when ``ids`` (one per data row) repeat."""
     seen, duplicates = {}, {}
@@ -125,8 +116,10 @@ def check_unique_item_ids(ids, path):
 
 def check_item_file(config):
     """Duplicate ids in ``<dataset>.item`` (when RecBole loads it) are an error."""
-    path = item_file_path(config)
-    if not os.path.isfile(path) or not _item_file_loaded(config):
+    path = os.path.join(config["data_path"], f"{config['dataset']}.item")
+    load_col = config["load_col"] if "load_col" in config else None
+    item_file_loaded = load_col is None or (isinstance(load_col, dict) and "item" in load_col)
+    if not os.path.isfile(path) or not item_file_loaded:
         return
     sep = config["field_separator"] or "\t"
     id_field = config["ITEM_ID_FIELD"]

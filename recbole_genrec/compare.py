@@ -12,9 +12,8 @@ Label=Model`` runs one model under several rows, each with its own ``--model_con
 adds models to an existing comparison (same dataset and config files, checked), and
 ``--merge DIR DIR ... --out DIR`` joins comparisons run in parallel on identical settings.
 ``--keep_finished`` continues an interrupted grid (the same command plus this flag): the settings
-``--out`` finished are kept (its results.json, when the stop came after the first finished setting, is
-extended as with ``--append``), and the setting it was stopped in resumes from its last epoch (each grid setting keeps its
-checkpoints in its own folder, :func:`setting_checkpoint_dir`, with a resume state while it trains).
+``--out`` finished are kept and the one it was stopped in resumes from its last epoch (each grid
+setting keeps its checkpoints, with a resume state while it trains, in :func:`setting_checkpoint_dir`).
 
 ``--grid key=v1,v2,...`` (repeatable; the product of the values) tunes every model the same
 way: each row trains once per setting, the setting with the best validation score (RecBole's
@@ -42,9 +41,7 @@ from recbole_genrec.safe_io import atomic_write_text
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m recbole_genrec.compare", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m recbole_genrec.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", required=True,
                         help="comma-separated model names; LABEL=Model runs Model under its own row LABEL "
                              "(e.g. SASRec-BPR=SASRec with --model_config SASRec-BPR=bpr.yaml)")
@@ -81,13 +78,13 @@ def grid_settings(specs):
     """``[{key: value string}]``: the product of ``--grid key=v1,v2`` specs (``[{}]`` without any)."""
     settings = [{}]
     for spec in specs:
-        key, sep, values = spec.partition("=")
+        key, sep, values = (part.strip() for part in spec.partition("="))
         values = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key.strip() or not values:
+        if not sep or not key or not values:
             raise ConfigError(f"--grid '{spec}' must be KEY=V1,V2,... (e.g. --grid learning_rate=0.001,0.003).")
-        if any(key.strip() in s for s in settings):
-            raise ConfigError(f"--grid names '{key.strip()}' twice. Fix: give all its values in one --grid.")
-        settings = [dict(s, **{key.strip(): v}) for s in settings for v in values]
+        if any(key in s for s in settings):
+            raise ConfigError(f"--grid names '{key}' twice. Fix: give all its values in one --grid.")
+        settings = [dict(s, **{key: v}) for s in settings for v in values]
     return settings
 
 
@@ -142,8 +139,7 @@ def setting_checkpoint_dir(out, label, setting, overrides):
     """The checkpoint folder of one grid setting of one row: ``<checkpoint_dir>/compare/<out>-<hash>/<label>/<setting>``.
 
     Its own folder per comparison, row and setting, so ``--keep_finished`` finds the resume state
-    of the setting a stopped grid was training (``--resume=latest`` there). ``<checkpoint_dir>``
-    is a ``--checkpoint_dir=`` override, else RecBole's default ``saved``. The settings share one
+    of the setting a stopped grid was training (``--resume=latest`` there). The settings share one
     semantic-ID cache, ``<checkpoint_dir>/semantic_ids`` (a ``--sid_cache_dir=`` override wins; a
     config file's ``sid_cache_dir`` does not: pass it on the command line).
     """
@@ -186,12 +182,11 @@ def model_rows(spec):
     return rows
 
 
-def _worker(model, dataset, config_files, config_dict, overrides, result_path, parent_pid=None):
-    # runs in a fresh (spawned) process
-    if parent_pid is not None:  # a comparison killed even with SIGKILL takes its worker with it
-        from recbole_genrec.lifeline import die_with_parent
+def _worker(model, dataset, config_files, config_dict, overrides, result_path, parent_pid):
+    # runs in a fresh (spawned) process, which a comparison killed even with SIGKILL takes with it
+    from recbole_genrec.lifeline import die_with_parent
 
-        die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     from recbole_genrec.quick_start import run_recbole_genrec
 
     try:
@@ -214,15 +209,15 @@ def check_model_names(models):
 
 def load_previous(path, settings):
     """The results.json that ``--append`` extends; its settings must equal this run's."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"--append: '{path}' does not exist. Fix: run without --append first.")
-    previous = read_results_json(path, "--append")
+    previous = read_results_json(path, "--append", missing_fix=" Fix: run without --append first.")
     check_comparable(previous, settings, f"--append: '{path}'")
     return previous
 
 
-def read_results_json(path, flag):
-    """A comparison's results.json, or a ConfigError naming the file when it is not one."""
+def read_results_json(path, flag, missing_fix=""):
+    """A comparison's results.json, or a ConfigError naming the file when it is missing or not one."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{flag}: '{path}' does not exist.{missing_fix}")
     try:
         with open(path) as f:
             payload = json.load(f)
@@ -281,9 +276,7 @@ def metric_names(results):
 def markdown_table(results, command):
     """Rows models, columns test metrics (best in bold), train seconds, peak memory."""
     metrics = metric_names(results)
-    best = {
-        m: max(r["test_result"][m] for r in results.values() if m in r.get("test_result", {})) for m in metrics
-    }
+    best = {m: max(r["test_result"][m] for r in results.values() if m in r.get("test_result", {})) for m in metrics}
     header = ["model"] + metrics + ["train s", "epochs", "peak MB", "params"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model, r in results.items():
@@ -397,12 +390,7 @@ def merge(folders, out):
 
     Refuses folders whose dataset, shared config files, budget or overrides differ.
     """
-    payloads = []
-    for folder in folders:
-        path = os.path.join(folder, "results.json")
-        if not os.path.isfile(path):
-            raise ConfigError(f"--merge: '{path}' does not exist.")
-        payloads.append(read_results_json(path, "--merge"))
+    payloads = [read_results_json(os.path.join(folder, "results.json"), "--merge") for folder in folders]
     first = payloads[0]
     for folder, payload in zip(folders[1:], payloads[1:]):
         check_comparable(payload, first, f"--merge: '{folder}'")
@@ -424,11 +412,8 @@ def compare(argv=None):
         raise ConfigError("--save_predictions must name a folder (one <model>.npz each) when comparing several models.")
     os.makedirs(out, exist_ok=True)
     config_files = args.config_files.split() if args.config_files else []
-    config_dict = {}
-    if args.epochs is not None:
-        config_dict["epochs"] = args.epochs
-    if args.minutes is not None:
-        config_dict["train_time_budget"] = args.minutes
+    budget = {"epochs": args.epochs, "train_time_budget": args.minutes}
+    config_dict = {key: value for key, value in budget.items() if value is not None}
     command = "python -m recbole_genrec.compare " + " ".join(shlex.quote(a) for a in argv)
     results, commands = {}, [command]
     grid = grid_settings(args.grid)
@@ -486,17 +471,14 @@ def add_ensemble_rows(out, payload):
 def main():
     # `kill <pid>` of the comparison must stop its worker too (see run_model's finally)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if sys.argv[1:2] == ["--merge"]:
-        parser = argparse.ArgumentParser(prog="python -m recbole_genrec.compare --merge")
-        parser.add_argument("--merge", nargs="+", required=True, metavar="FOLDER")
-        parser.add_argument("--out", required=True)
-        args = parser.parse_args()
-        try:
-            print(merge(args.merge, args.out))
-        except UserError as err:
-            sys.exit(f"error: {err}")
-        return
     try:
+        if sys.argv[1:2] == ["--merge"]:
+            parser = argparse.ArgumentParser(prog="python -m recbole_genrec.compare --merge")
+            parser.add_argument("--merge", nargs="+", required=True, metavar="FOLDER")
+            parser.add_argument("--out", required=True)
+            args = parser.parse_args()
+            print(merge(args.merge, args.out))
+            return
         results = compare()
     except UserError as err:
         sys.exit(f"error: {err}")

@@ -12,18 +12,16 @@ dataset or builds its trainer, never on import).
    numpy arrays, layer modules, ``defaultdict`` objects) is saved as a safe representation made of
    tensors and plain containers only, and rebuilt on load (``encode_other_parameter`` /
    ``decode_other_parameter``): it needs no allow-listed global at all.
-2. CPU distributed training (with 5.). RecBole wraps the model as
-   ``DistributedDataParallel(model, device_ids=[local_rank])``, which torch rejects for CPU
-   modules; on CPU we pass ``device_ids=None`` (the gloo backend is chosen in ``Config``).
+2. CPU distributed training. RecBole hard-codes ``nccl`` + CUDA: ``Config._init_device`` calls
+   :func:`init_distributed_device` instead, which picks gloo and CPU without a GPU. RecBole wraps the
+   model as ``DistributedDataParallel(model, device_ids=[local_rank])``, which torch rejects for CPU
+   modules; on CPU we pass ``device_ids=None``.
 3. Graph models on today's scipy. scipy 1.17 (the tested stack) has no private
    ``dok_matrix._update``, which seven RecBole models call to build their adjacency matrix
    (LightGCN, NGCF, GCMC, SpectralCF, NCL, MCCLK, KGIN); where it is missing it is defined as
    scipy's public, bounds-checked ``dok_matrix.update`` (``restore_dok_update``).
 4. Preloaded weights (``preload_weight``) come as float32 instead of RecBole's float64, with
    which KSR fails (``get_preload_weight``).
-
-5. Distributed device set-up: RecBole hard-codes ``nccl`` + CUDA; ``Config._init_device``
-   calls :func:`init_distributed_device` instead, which picks gloo and CPU without a GPU.
 
 Nothing else in RecBole is patched (DESIGN.md: no monkey-patching beyond this module).
 """
@@ -105,8 +103,7 @@ def _decode_sparse(code):
         raise ValueError(f"checkpoint holds a sparse matrix of unknown format {fmt!r}")
     arrays = {name: code[name].numpy() for name in ("data", "indices", "indptr", "row", "col") if name in code}
     if fmt in ("csr", "csc"):
-        build = getattr(sp, f"{fmt}_{kind}")
-        return build((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        return getattr(sp, f"{fmt}_{kind}")((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
     coo = getattr(sp, f"coo_{kind}")((arrays["data"], (arrays["row"], arrays["col"])), shape=shape)
     return coo.asformat(fmt)
 
@@ -118,10 +115,9 @@ def _plain_key(key):
 def encode_other_parameter(value):
     """``value`` (one entry of ``model.other_parameter()``) made of tensors and plain containers.
 
-    scipy sparse matrices become their index/value tensors, numpy arrays (``np.matrix`` too)
-    and scalars tensors,
-    ``nn.Module`` values their ``state_dict`` (restored into the live model's module on load),
-    ``defaultdict`` a dict plus the name of its factory; lists, tuples and dicts are encoded
+    scipy sparse matrices become their index/value tensors, numpy arrays (``np.matrix`` too) and
+    scalars tensors, ``nn.Module`` values their ``state_dict`` (restored into the live model's module
+    on load), ``defaultdict`` a dict plus the name of its factory; lists, tuples and dicts are encoded
     item by item. Anything else is kept as it is (torch refuses it on a safe load, as before).
     """
     if isinstance(value, torch.nn.Module):
@@ -188,9 +184,7 @@ def load_other_parameter(self, para):
         if isinstance(value, dict) and value.get(ENCODED_TAG) == "module":
             module = getattr(self, key, None)
             if not isinstance(module, torch.nn.Module):
-                raise ValueError(
-                    f"checkpoint holds the state of module '{key}', which {type(self).__name__} lacks"
-                )
+                raise ValueError(f"checkpoint holds the state of module '{key}', which {type(self).__name__} lacks")
             module.load_state_dict(value["state_dict"])
         else:
             setattr(self, key, decode_other_parameter(value))
@@ -211,15 +205,11 @@ def get_preload_weight(self, field):
 
 
 # ---- scipy's dok_matrix._update ---------------------------------------------------------------
-def _dok_update(self, data):
-    """The old private ``dok_matrix._update(dict)``: scipy's public ``update`` (bounds-checked)."""
-    self.update(data)
-
-
 def restore_dok_update():
-    """Give ``dok_matrix`` back the ``_update`` RecBole's graph models call, where scipy lacks it."""
+    """Give ``dok_matrix`` back the ``_update`` RecBole's graph models call, where scipy lacks it:
+    the old private ``_update(dict)`` is scipy's public, bounds-checked ``update``."""
     if not hasattr(sp.dok_matrix, "_update"):
-        sp.dok_matrix._update = _dok_update
+        sp.dok_matrix._update = sp.dok_matrix.update
 
 
 class _DistributedDataParallel(torch.nn.parallel.DistributedDataParallel):

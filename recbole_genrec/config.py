@@ -26,12 +26,7 @@ from logging import getLogger
 import recbole.config
 import yaml
 from recbole.config import Config as RecBoleConfig
-from recbole.config.configurator import (
-    dataset_arguments,
-    evaluation_arguments,
-    general_arguments,
-    training_arguments,
-)
+from recbole.config.configurator import dataset_arguments, evaluation_arguments, general_arguments, training_arguments
 
 from recbole_genrec.checks import check_run_values, recbole_config_errors
 from recbole_genrec.errors import ConfigError
@@ -54,8 +49,7 @@ def recbole_known_keys():
     root = os.path.join(os.path.dirname(recbole.__file__), "properties")
     keys = set(general_arguments) | set(training_arguments) | set(evaluation_arguments) | set(dataset_arguments)
     for path in glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True):
-        data = load_yaml_file(path)
-        keys |= set(data)
+        keys |= set(load_yaml_file(path))
     return frozenset(keys)
 
 
@@ -88,15 +82,6 @@ def load_yaml_file(path, loader=None):
     return data
 
 
-def _type_error(key, default, value, source):
-    kind = type(default).__name__
-    return ConfigError(
-        f"Config key '{key}' expects {kind} (default: {default!r}) but got {value!r} "
-        f"({type(value).__name__}) from {source}. Fix: give a {kind} value, e.g. "
-        f"--{key}={default!r}."
-    )
-
-
 def check_value_type(key, default, value, source):
     """Raise ``ConfigError`` when ``value`` cannot stand where the default's type is expected.
 
@@ -107,16 +92,19 @@ def check_value_type(key, default, value, source):
     if value is None or default is None:
         return
     if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise _type_error(key, default, value, source)
+        ok = isinstance(value, bool)
     elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _type_error(key, default, value, source)
+        ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _type_error(key, default, value, source)
-    elif isinstance(default, (list, dict)) and isinstance(value, str):
-        raise _type_error(key, default, value, source)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = not (isinstance(default, (list, dict)) and isinstance(value, str))
+    if not ok:
+        kind = type(default).__name__
+        raise ConfigError(
+            f"Config key '{key}' expects {kind} (default: {default!r}) but got {value!r} "
+            f"({type(value).__name__}) from {source}. Fix: give a {kind} value, e.g. --{key}={default!r}."
+        )
 
 
 class Config(RecBoleConfig):

@@ -55,16 +55,10 @@ def run_recbole_genrec(
 
     world_size = nproc if world_size == -1 else world_size
     queue = mp.get_context("spawn").SimpleQueue()
-    config_dict = dict(config_dict or {})
-    config_dict.update(
-        {"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset}
-    )
-    mp.spawn(
-        _run_rank,
-        args=(model, dataset, config_file_list, config_dict, saved, queue, argv),
-        nprocs=nproc,
-        join=True,
-    )
+    distributed = {"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset}
+    config_dict = dict(config_dict or {}, **distributed)
+    args = (model, dataset, config_file_list, config_dict, saved, queue, argv)
+    mp.spawn(_run_rank, args=args, nprocs=nproc, join=True)
     return None if queue.empty() else queue.get()
 
 
@@ -99,9 +93,7 @@ def prepare_training(config, dataset):
 
 def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, argv=None):
     """One process: config → dataset → split → model → fit → test (RecBole's ``run_recbole``)."""
-    config = Config(
-        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, argv=argv
-    )
+    config = Config(model, dataset, config_file_list, config_dict, argv=argv)
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's ensure_dir (exists-then-makedirs) races between DDP ranks: create them first
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
@@ -127,9 +119,7 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     if not config["single_spec"]:
         dist.barrier()  # rank 0 has written the best checkpoint before anyone reloads it
     start = time.perf_counter()
-    test_result = trainer.evaluate(
-        test_data, load_best_model=saved, show_progress=config["show_progress"]
-    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_seconds = time.perf_counter() - start
     discard_resume_state(trainer)  # finished: nothing left to resume
     if config["save_predictions"] and config["local_rank"] == 0:  # per-instance top-N, valid + test
@@ -137,10 +127,7 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
 
         logger.info(f"predictions saved to {save_from_run(config, model, train_data, valid_data, test_data)}")
 
-    logger.info(
-        "The running environment of this training is as follows:\n"
-        + get_environment(config).draw()
-    )
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
 

@@ -72,10 +72,8 @@ def folder_digest(folder):
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith("."):
-                continue
             full = os.path.join(root, name)
-            if not os.path.isfile(full):
+            if name.startswith(".") or not os.path.isfile(full):
                 continue
             rel = os.path.relpath(full, folder).replace(os.sep, "/")
             entries.append(f"{rel}\t{os.path.getsize(full)}\t{file_digest(full)}")

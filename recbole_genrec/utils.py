@@ -84,19 +84,15 @@ def plugin_model_names():
     names = []
     for module_name in _module_names(PLUGIN_MODEL_PACKAGE):
         module = importlib.import_module(f"{PLUGIN_MODEL_PACKAGE}.{module_name}")
-        names += [
-            n for n in dir(module)
-            if n.lower() == module_name and _is_model(getattr(module, n))
-        ]
+        names += [n for n in dir(module) if n.lower() == module_name and _is_model(getattr(module, n))]
     return sorted(names)
 
 
 def _unknown_model_error(model_name):
     plugin = plugin_model_names()
     recbole_modules = [m for p in RECBOLE_MODEL_PACKAGES for m in _module_names(p)]
-    close = difflib.get_close_matches(
-        model_name.lower(), [n.lower() for n in plugin] + recbole_modules, n=3, cutoff=0.6
-    )
+    candidates = [n.lower() for n in plugin] + recbole_modules
+    close = difflib.get_close_matches(model_name.lower(), candidates, n=3, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return UnknownModelError(
         f"Unknown model '{model_name}'.{hint} Plugin models: {', '.join(plugin) or '(none)'}. "
@@ -158,19 +154,12 @@ def data_preparation(config, dataset):
     GenPAS pairs; with ``length_bucket_batches > 0`` its batches are length-bucketed
     (:mod:`recbole_genrec.data.dataloader`). Validation and test loaders are always exactly RecBole's.
     Pickled dataloaders in ``checkpoint_dir`` are never loaded (:mod:`recbole_genrec.data.no_pickle`)."""
+    from recbole_genrec.data.dataloader import GenPASTrainDataLoader, LengthBucketTrainDataLoader, length_bucket_batches
     from recbole_genrec.data.no_pickle import recbole_data_preparation
 
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
-    from recbole_genrec.data.dataloader import (
-        GenPASTrainDataLoader,
-        LengthBucketTrainDataLoader,
-        length_bucket_batches,
-    )
-
     if uses_train_sampler(config):
-        train_data = GenPASTrainDataLoader(
-            config, train_data._dataset, train_data._sampler, shuffle=True
-        )
+        train_data = GenPASTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
     elif length_bucket_batches(config) > 0:
         train_data = LengthBucketTrainDataLoader(
             config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle

@@ -261,14 +261,13 @@ class GenPASTrainDataLoader(EpochDrawnLoader, TrainDataLoader):
         self.max_len = self.sequences.max_len
         self.seed = config["seed"]
         self._shuffle_pairs = bool(shuffle)
+        self._sampler_math = None
         if self.spec.mode == "enumerate":
             self.n_pairs = int(enumerate_pairs(seqs, self.spec.preset())[0].size)
         else:
             self.n_pairs = parse_pairs_per_epoch(
                 config["genpas_pairs_per_epoch"], seqs.n_mt_pairs(), seqs.n_pair_users()
             )
-        self._sampler_math = None
-        if self.spec.mode == "sample":
             self._sampler_math = GenPASSampler(
                 seqs, *self.spec.theta, max_len=self.max_len, truncation=self.spec.truncation
             )
@@ -304,5 +303,4 @@ class GenPASTrainDataLoader(EpochDrawnLoader, TrainDataLoader):
         index = np.asarray(index, dtype=np.int64)
         rows, t, start = (a[index] for a in self.drawn())
         data = self._dataset.join(self.sequences.build_batch(rows, t, start))
-        transformed = self.transform(self._dataset, data)
-        return self._neg_sampling(transformed)
+        return self._neg_sampling(self.transform(self._dataset, data))

@@ -56,8 +56,7 @@ def training_item_mask(config, dataset):
     interactions except the last two (one for ``test_only``); for ``RS`` the first ratio share of
     each user's time-ordered interactions; otherwise (or ``all``) every item (logged).
     """
-    n_items = dataset.item_num
-    mask = np.zeros(n_items, dtype=bool)
+    mask = np.zeros(dataset.item_num, dtype=bool)
     inter = dataset.inter_feat
     iid = _column(inter, dataset.iid_field)
     split = (config["eval_args"] or {}).get("split") or {}
@@ -68,28 +67,25 @@ def training_item_mask(config, dataset):
     if mode == "all" or uid_field is None or not ("LS" in split or "RS" in split):
         if mode != "all":
             logging.getLogger().info("Semantic IDs: no per-user split to follow; fitting the tokenizer on all items.")
-        mask[np.unique(iid)] = True
-        mask[0] = False
-        return mask
-    uid = _column(inter, uid_field)
-    order_key = _column(inter, time_field) if time_field in inter.columns else np.arange(len(uid))
-    order = np.lexsort((np.arange(len(uid)), order_key, uid))  # by user, then time, then file order
-    uid_sorted = uid[order]
-    starts = np.flatnonzero(np.r_[True, uid_sorted[1:] != uid_sorted[:-1]])
-    lengths = np.diff(np.r_[starts, len(uid_sorted)])
-    position = np.arange(len(uid_sorted)) - np.repeat(starts, lengths)
-    length = np.repeat(lengths, lengths)
-    if "LS" in split:
-        hold = 1 if split["LS"] == "test_only" else 2
-        keep = position < length - hold
     else:
-        ratio = np.asarray(split["RS"], dtype=float)
-        keep = position < np.floor(length * ratio[0] / ratio.sum())
-    mask[iid[order][keep]] = True
-    mask[0] = False
-    if not mask[1:].any():
+        uid = _column(inter, uid_field)
+        order_key = _column(inter, time_field) if time_field in inter.columns else np.arange(len(uid))
+        order = np.lexsort((np.arange(len(uid)), order_key, uid))  # by user, then time, then file order
+        uid_sorted = uid[order]
+        starts = np.flatnonzero(np.r_[True, uid_sorted[1:] != uid_sorted[:-1]])
+        lengths = np.diff(np.r_[starts, len(uid_sorted)])
+        position = np.arange(len(uid_sorted)) - np.repeat(starts, lengths)
+        length = np.repeat(lengths, lengths)
+        if "LS" in split:
+            hold = 1 if split["LS"] == "test_only" else 2
+            keep = position < length - hold
+        else:
+            ratio = np.asarray(split["RS"], dtype=float)
+            keep = position < np.floor(length * ratio[0] / ratio.sum())
+        mask[iid[order][keep]] = True
+    if not mask[1:].any():  # all items, or a split that leaves no training item: fit on every item
         mask[np.unique(iid)] = True
-        mask[0] = False
+    mask[0] = False
     return mask
 
 
@@ -145,10 +141,9 @@ class SemanticIDDataset(SequentialDataset):
             for k in reversed(range(n_runs))  # the last (primary) tokenizer is the run with ``seed``
         ]
         sids = runs[-1] if n_runs == 1 else independent_tokenizers(runs)
-        table = torch.zeros(len(sids.codes), self.item_num, len(sids.codebook_sizes), dtype=torch.long)
+        self.item_sids = torch.zeros(len(sids.codes), self.item_num, len(sids.codebook_sizes), dtype=torch.long)
         for t, codes in enumerate(sids.codes):
-            table[t, 1:] = torch.as_tensor(codes, dtype=torch.long)  # row 0: the padding item
-        self.item_sids = table
+            self.item_sids[t, 1:] = torch.as_tensor(codes, dtype=torch.long)  # row 0: the padding item
         self.sid_codebook_sizes = list(sids.codebook_sizes)
         self.sid_quality = sids.quality
         self.sid_info = {"source": sids.source, "timings": sids.timings, "meta": sids.meta}

@@ -66,27 +66,21 @@ def parse_exponent(value, key):
     """
     if isinstance(value, bool):
         raise ConfigError(f"Config key '{key}' must be a number or 'inf'/'-inf', got {value!r}.")
+    text = value
     if isinstance(value, str):
         text = value.strip().lower().replace("infinity", "inf")
         if text.lstrip("+-.") == "inf":
             return -INF if text.startswith("-") else INF
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(
-                f"Config key '{key}' must be a number or 'inf'/'-inf', got {value!r}. "
-                f"Fix: e.g. --{key}=1 or --{key}=-inf."
-            ) from None
     try:
-        value = float(value)
+        number = float(text)
     except (TypeError, ValueError):
         raise ConfigError(
             f"Config key '{key}' must be a number or 'inf'/'-inf', got {value!r}. "
             f"Fix: e.g. --{key}=1 or --{key}=-inf."
         ) from None
-    if math.isnan(value):
+    if math.isnan(number):
         raise ConfigError(f"Config key '{key}' is NaN. Fix: give a number or 'inf'/'-inf'.")
-    return value
+    return number
 
 
 def format_exponent(x):
@@ -147,10 +141,7 @@ class SamplerSpec:
 
     def preset(self):
         """The preset whose triple equals ``theta`` (or ``None``)."""
-        for name, triple in PRESETS.items():
-            if triple == self.theta:
-                return name
-        return None
+        return next((name for name, triple in PRESETS.items() if triple == self.theta), None)
 
 
 def _or(value, unset):
@@ -256,9 +247,7 @@ def user_probs(lengths, alpha):
 
 
 def _cdf(probs):
-    cdf = np.cumsum(probs)
-    last = int(np.flatnonzero(probs > 0)[-1])
-    return cdf, last
+    return np.cumsum(probs), int(np.flatnonzero(probs > 0)[-1])
 
 
 def _draw(cdf_last, r):
@@ -291,10 +280,6 @@ class Sequences:
     @property
     def lengths(self):
         return np.diff(self.offsets)
-
-    @property
-    def n_rows(self):
-        return self.offsets.size - 1
 
     def n_mt_pairs(self):
         return int(np.maximum(self.lengths - 1, 0).sum())

@@ -53,7 +53,6 @@ def recbole_dataset_class(config):
 
 def create_recbole_dataset(config):
     """RecBole's ``create_dataset``, always from the atomic files (never from a pickle)."""
-    refuse_pickle_caches(config)
     return recbole_dataset_class(config)(config)
 
 

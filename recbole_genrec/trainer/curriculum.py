@@ -44,6 +44,7 @@ Each update is logged through RecBole's logger (I, Ĩ, p, the seconds of the tra
 passes) and appended to ``trainer.mtgrec_history`` (published by :meth:`fit_start`).
 """
 
+import itertools
 import math
 import time
 
@@ -59,8 +60,7 @@ def stable_softmax(scores: torch.Tensor, tau: float) -> torch.Tensor:
     if math.isinf(tau):
         return torch.full_like(scores, 1.0 / scores.numel())
     z = scores / tau
-    z = z - z.max()
-    e = torch.exp(z)
+    e = torch.exp(z - z.max())
     return e / e.sum()
 
 
@@ -114,11 +114,8 @@ def influence(train_grads, val_grads, m, v, beta1, beta2, eps, mode="code", lr=1
     ``I(i) = lr * Γ_i · mean_j h_j`` (S is returned without the lr factor).
     """
     H = torch.stack(list(val_grads)) if not torch.is_tensor(val_grads) else val_grads
-    rows = []
-    for g in train_grads:
-        gamma = adam_direction(g, m, v, beta1, beta2, eps, step if mode == "paper" else None)
-        rows.append(H @ gamma)
-    S = torch.stack(rows)
+    step = step if mode == "paper" else None
+    S = torch.stack([H @ adam_direction(g, m, v, beta1, beta2, eps, step) for g in train_grads])
     I = S.mean(1) if mode == "code" else lr * S.mean(1)
     return I, S
 
@@ -134,11 +131,7 @@ def cumulate(mode, num, den, I, lr):
 
 def stage_boundaries(stage_epochs):
     """Cumulative stage ends (epochs after which p is updated), e.g. [60, 20, 20] -> [60, 80, 100]."""
-    out, total = [], 0
-    for n in stage_epochs:
-        total += int(n)
-        out.append(total)
-    return out
+    return list(itertools.accumulate(int(n) for n in stage_epochs))
 
 
 def _take(loader, k):
