@@ -179,7 +179,6 @@ def cmd_report(args):
         + " | " + " | ".join(f"survival t={t}" for t in range(1, L + 1)) + " | train CPU s |",
         "|" + "---|" * (3 + len(METRICS) + L),
     ]
-    present = set()
     for variant in VARIANTS:
         rs = [r for r in rows if r["variant"] == variant]
         if not rs:
@@ -188,9 +187,8 @@ def cmd_report(args):
         cells += [_ms([r["test"][f"prefix_survival@{t}"] for r in rs]) for t in range(1, L + 1)]
         cells.append(f"{statistics.mean(r['train_cpu_s'] for r in rs):.0f}")
         lines.append(f"| {names[variant]} | {len(rs)} | " + " | ".join(cells) + " |")
-        present.add(variant)
-    if "none" in present:
-        ce = {r["seed"]: r["test"] for r in rows if r["variant"] == "none"}
+    ce = {r["seed"]: r["test"] for r in rows if r["variant"] == "none"}
+    if ce:
         paired_by = {v: [r for r in rows if r["variant"] == v and r["seed"] in ce] for v in ("pointwise", "pairwise")}
         lines += ["", "Relative change of the mean vs TIGER (CE) on the seeds both have:", ""]
         for variant, paired in paired_by.items():

@@ -160,8 +160,7 @@ def base_config(args, data_path, sid_file, work):
     if cuda:
         keys["eval_batch_size"] = 1024
     if args.smoke:
-        keys.update(SMOKE_MODEL)
-        keys.update({"train_batch_size": 64, "eval_batch_size": 128})
+        keys.update(SMOKE_MODEL, train_batch_size=64, eval_batch_size=128)
     keys.update(user_overrides(args.set))
     return keys
 

@@ -39,7 +39,7 @@ def make_config(dataset, **overrides):
 
 
 def build(dataset, tag, **overrides):
-    """A SemanticIDDataset built in a fresh cache folder; returns (dataset, report, seconds)."""
+    """A SemanticIDDataset built in a fresh cache folder; returns (dataset, report, config)."""
     from recbole_genrec.data.dataset import SemanticIDDataset
     from recbole_genrec.tokenizer.__main__ import tokenizer_report
 
