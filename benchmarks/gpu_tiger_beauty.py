@@ -335,8 +335,7 @@ def device_info():
 
 def write_markdown(path, res):
     rows = [("TIGER paper (spec §8, mem)", PAPER["TIGER"]), ("SASRec in the TIGER paper", PAPER["SASRec"])]
-    for mode, entry in res["test"].items():
-        rows.append((f"**ours**, decoding {mode}, beam {res['config']['beam_size']}", entry))
+    rows += [(f"**ours**, decoding {mode}, beam {res['config']['beam_size']}", m) for mode, m in res["test"].items()]
     lines = [
         "# TIGER on Beauty (published RQ-VAE IDs) on one GPU, beside the TIGER paper", "",
         f"Command: `{res['command']}`  ",
