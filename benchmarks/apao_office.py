@@ -89,7 +89,7 @@ def train_one(variant, seed, args, dataset):
     train, valid, test, model, trainer = prepare_training(config, dataset)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     # one epoch: nothing to select, so no validation pass (the CPU goes to training)
-    best_score, best_valid = trainer.fit(train, valid if epochs > 1 else None, saved=True)
+    _, best_valid = trainer.fit(train, valid if epochs > 1 else None, saved=True)
     train_cpu, train_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     result = trainer.evaluate(test, load_best_model=epochs > 1)  # one epoch: the final model is the one to test
     return {
@@ -179,7 +179,6 @@ def cmd_report(args):
         + " | " + " | ".join(f"survival t={t}" for t in range(1, L + 1)) + " | train CPU s |",
         "|" + "---|" * (3 + len(METRICS) + L),
     ]
-    present = set()
     for variant in VARIANTS:
         rs = [r for r in rows if r["variant"] == variant]
         if not rs:
@@ -188,20 +187,18 @@ def cmd_report(args):
         cells += [_ms([r["test"][f"prefix_survival@{t}"] for r in rs]) for t in range(1, L + 1)]
         cells.append(f"{statistics.mean(r['train_cpu_s'] for r in rs):.0f}")
         lines.append(f"| {names[variant]} | {len(rs)} | " + " | ".join(cells) + " |")
-        present.add(variant)
-    if "none" in present:
-        ce = {r["seed"]: r["test"] for r in rows if r["variant"] == "none"}
+    ce = {r["seed"]: r["test"] for r in rows if r["variant"] == "none"}
+    if ce:
+        paired_by = {v: [r for r in rows if r["variant"] == v and r["seed"] in ce] for v in ("pointwise", "pairwise")}
         lines += ["", "Relative change of the mean vs TIGER (CE) on the seeds both have:", ""]
-        for variant in ("pointwise", "pairwise"):
-            paired = [r for r in rows if r["variant"] == variant and r["seed"] in ce]
+        for variant, paired in paired_by.items():
             if paired:
                 lines.append(f"- {names[variant]}: " + ", ".join(
                     f"{m} {100 * (sum(r['test'][m] for r in paired) / sum(ce[r['seed']][m] for r in paired) - 1):+.1f}%"
                     for m in METRICS))
         lines += ["", "Paired by seed (a seed fixes the initialisation and the batch order, so the per-seed "
                   "difference removes the seed's luck): mean ± std over seeds of variant − TIGER (CE):", ""]
-        for variant in ("pointwise", "pairwise"):
-            paired = [r for r in rows if r["variant"] == variant and r["seed"] in ce]
+        for variant, paired in paired_by.items():
             if paired:
                 lines.append(f"- {names[variant]} ({len(paired)} seed{'s' if len(paired) > 1 else ''}): " + ", ".join(
                     f"{m} {_ms([r['test'][m] - ce[r['seed']][m] for r in paired])}" for m in METRICS))

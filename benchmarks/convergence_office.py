@@ -94,8 +94,7 @@ def main(argv=None):
         if unknown or not args.groups:
             parser.error(f"run needs groups from {', '.join(GROUPS)}; got {args.groups}")
         for group in args.groups:
-            out = os.path.join(OUT, group)
-            run_grid(GROUPS[group] + PROTOCOL + ["--out", out])
+            run_grid(GROUPS[group] + PROTOCOL + ["--out", os.path.join(OUT, group)])
         return
     done = [g for g in GROUPS if os.path.isfile(os.path.join(ROOT, OUT, g, "results.json"))]
     if not done:

@@ -73,9 +73,8 @@ def hf_items(hf, model, interaction, beam, prefix_fn):
 
 def timed(fn, batches):
     fn(batches[0][0])  # warm-up (not timed)
-    outs, t0 = [], time.perf_counter()
-    for b in batches:
-        outs.append(fn(b[0]))
+    t0 = time.perf_counter()
+    outs = [fn(b[0]) for b in batches]
     return outs, sum(len(b[0]) for b in batches) / (time.perf_counter() - t0)
 
 

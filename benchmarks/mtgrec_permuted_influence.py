@@ -96,15 +96,11 @@ def one_case(code_seed, threads, codes="random"):
     with tempfile.TemporaryDirectory() as tmp:
         data = write_tiny_dataset(os.path.join(tmp, "data"))
         probe = SequentialDataset(Config(model="MTGRec", dataset="tiny", config_dict=tiny_config(data, tmp)))
-        if codes == "random":
-            base = random_codes(probe.item_num, code_seed)
-            tables = torch.stack([neighbour(base, 1, 1), permuted(base, 6), neighbour(base, 1, 2), base])
-            keys = KEYS
+        if codes == "random":  # the seed picks the code table; the swaps, permutation and model stay fixed
+            base, s, keys = random_codes(probe.item_num, code_seed), 0, KEYS
         else:
-            base = ordinal_codes(probe.field2id_token["item_id"])
-            s = code_seed
-            tables = torch.stack([neighbour(base, 1, 1 + s), permuted(base, 6 + s), neighbour(base, 1, 2 + s), base])
-            keys = dict(KEYS, seed=code_seed)
+            base, s, keys = ordinal_codes(probe.field2id_token["item_id"]), code_seed, dict(KEYS, seed=code_seed)
+        tables = torch.stack([neighbour(base, 1, 1 + s), permuted(base, 6 + s), neighbour(base, 1, 2 + s), base])
         config, model, (train, valid, _) = build(data, tmp, tables, **keys)
         trainer = GenRecTrainer(config, model)
         trainer.hook(MTGRecCurriculum).valid_tokenizers = [0, 2, 3]

@@ -136,7 +136,7 @@ def verdict(observed, expect_error, must_contain, extra_ok=True):
 # ------------------------------------------------------------------------------ the matrix
 
 def simple_cases(ws):
-    """(id, command label, argv builder, expected, expect_error, substrings of the first line, want regex)."""
+    """(input, argv, expected, expect_error, substrings of the first line[, want regex]) per case."""
     tiny = lambda case, **o: f"--config_files={ws.config(case, **o)[0]}"  # noqa: E731
     rr = [sys.executable, RUN]
     tok = [sys.executable, "-m", "recbole_genrec.tokenizer"]

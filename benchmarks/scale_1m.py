@@ -105,12 +105,6 @@ class PeakMem:
         self.delta_mb = (self.peak - self.start) / MB
 
 
-def package_defaults():
-    sid = load_yaml_file(os.path.join(PROPERTIES_DIR, "sid.yaml"))
-    tiger = load_yaml_file(os.path.join(PROPERTIES_DIR, "model", "TIGER.yaml"))
-    return sid, tiger
-
-
 def tokenize(n, dim, sid, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim), dtype=np.float32)
@@ -361,7 +355,8 @@ def main():
         write_md(args.out + ".md", res, res["command"])
         return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    sid, tiger_yaml = package_defaults()
+    sid = load_yaml_file(os.path.join(PROPERTIES_DIR, "sid.yaml"))
+    tiger_yaml = load_yaml_file(os.path.join(PROPERTIES_DIR, "model", "TIGER.yaml"))
     res = {"dim": args.dim, "users": args.users, "catalogues": [], "args": vars(args)}
     for n in args.items:
         print(f"[{time.strftime('%H:%M:%S')}] N={n:,}: tokenizing", flush=True)
@@ -383,8 +378,7 @@ def main():
         res["catalogues"].append({"tokenizer": tok, "trie": trie_info, "beam": beams})
         del trie, codes
     res["env"] = machine()
-    command = "OMP_NUM_THREADS=1 python benchmarks/scale_1m.py " + " ".join(sys.argv[1:])
-    res["command"] = command.strip()
+    res["command"] = ("OMP_NUM_THREADS=1 python benchmarks/scale_1m.py " + " ".join(sys.argv[1:])).strip()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump(res, f, indent=1)

@@ -54,14 +54,9 @@ def load_row(out, name):
         return json.load(f)["results"][name]
 
 
-def load_group(group):
-    """A convergence group's results.json row (``TIGER-cpu``, ``SASRec``), or None if it has not run."""
-    return load_row(conv.OUT, group)
-
-
 def chosen_learning_rate():
     """The TIGER-cpu grid's choice on validation; an error while its grid is incomplete."""
-    row = load_group("TIGER-cpu")
+    row = load_row(conv.OUT, "TIGER-cpu")
     missing = [run["setting"] for run in row["grid"] if run.get("error") == NOT_RUN]
     if missing:
         sys.exit(f"error: the TIGER-cpu grid has not finished ({missing} not run): run "
@@ -71,14 +66,13 @@ def chosen_learning_rate():
 
 def compare_args(name, learning_rate):
     change, _ = ABLATIONS[name]
-    files = [CPU, conv.CONVERGE]
-    return (["--models", f"{name}=TIGER"] + [a for f in files for a in ("--model_config", f"{name}={f}")]
+    return (["--models", f"{name}=TIGER"] + [a for f in (CPU, conv.CONVERGE) for a in ("--model_config", f"{name}={f}")]
             + PROTOCOL + ["--grid", f"learning_rate={learning_rate}"] + change + ["--out", os.path.join(OUT, name)])
 
 
 def baseline_run(learning_rate):
     """The TIGER-cpu grid's run at ``learning_rate`` (the ablations' baseline)."""
-    runs = [r for r in load_group("TIGER-cpu")["grid"] if r["setting"]["learning_rate"] == learning_rate]
+    runs = [r for r in load_row(conv.OUT, "TIGER-cpu")["grid"] if r["setting"]["learning_rate"] == learning_rate]
     return runs[0] if runs and "error" not in runs[0] else None
 
 
@@ -96,7 +90,7 @@ def summary_rows():
             rows.insert(0, ("TIGER-cpu", "baseline (convergence grid)", lr, base))
     for group, what in (("TIGER-spec", "spec-size model, 2.1M parameters (convergence grid, tuned)"),
                         ("SASRec", "tuned SASRec (convergence grid)")):
-        row = load_group(group)
+        row = load_row(conv.OUT, group)
         if row and "chosen" in row:
             rows.append((group, what, row["chosen"]["learning_rate"], row))
     return rows

@@ -69,18 +69,14 @@ def slug(name):
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def argv_of(overrides, n_tok):
-    args = [f"--{k}={v}" for k, v in overrides.items()]
-    return args + ["--sid_method=rqvae", f"--sid_num_tokenizers={n_tok}", "--rq_epochs=50", "--show_progress=False"]
-
-
-def run_candidate(name, overrides, n_tok, tag):
+def run_candidate(overrides, n_tok, tag):
     from recbole_genrec.tokenizer.__main__ import main
 
     json_path = os.path.join(RESULTS, f".tokenizer_recipe_{tag}.json")
     png = os.path.join(RESULTS, f"tokenizer_usage_office_recipe_{tag}.png")
-    argv = ["--dataset=office", f"--config_files={DATASET_YAML}", f"--json={json_path}", f"--png={png}"]
-    argv += argv_of(overrides, n_tok)
+    argv = ["--dataset=office", f"--config_files={DATASET_YAML}", f"--json={json_path}", f"--png={png}",
+            *(f"--{k}={v}" for k, v in overrides.items()),
+            "--sid_method=rqvae", f"--sid_num_tokenizers={n_tok}", "--rq_epochs=50", "--show_progress=False"]
     start = time.time()
     report = main(argv)
     report["wall_seconds"] = time.time() - start
@@ -130,7 +126,7 @@ def write(results, n_tok, load):
         "| recipe | used L1 / L2 / L3 | all >= 90% | collisions before | max group | drift any / first | recon MSE | fit time |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [row(name, r) for name in CANDIDATES if name in results for r in [results[name]]]
+    lines += [row(name, results[name]) for name in CANDIDATES if name in results]
     lines += ["", CHOICE, ""]
     path = os.path.join(RESULTS, "tokenizer_recipe_office.md")
     with open(path, "w") as f:
@@ -156,7 +152,7 @@ def main():
     for name, overrides in CANDIDATES.items():
         if args.only and name not in args.only:
             continue
-        results[name] = run_candidate(name, overrides, args.tokenizers, tag=slug(name))
+        results[name] = run_candidate(overrides, args.tokenizers, tag=slug(name))
         write(results, args.tokenizers, (load0, os.getloadavg()[0]))
 
 

@@ -39,7 +39,7 @@ def make_config(dataset, **overrides):
 
 
 def build(dataset, tag, **overrides):
-    """A SemanticIDDataset built in a fresh cache folder; returns (dataset, report, seconds)."""
+    """A SemanticIDDataset built in a fresh cache folder; returns (dataset, report, config)."""
     from recbole_genrec.data.dataset import SemanticIDDataset
     from recbole_genrec.tokenizer.__main__ import tokenizer_report
 
@@ -205,8 +205,7 @@ def markdown(results, command):
         q = r["quality"]
         used = " / ".join(f"{lv['used']}" for lv in q["levels"])
         ppl = " / ".join(f"{lv['perplexity']:.0f}" for lv in q["levels"])
-        t = r["timings_at_build"]
-        stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items())
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in r["timings_at_build"].items())
         return (
             f"| {name} | {q['n_items']} | {q['collision_rate_before']:.2%} | {q['collision_rate_after']:.2%} | "
             f"{q['max_group_size']} | {used} | {ppl} | {stages} |"
@@ -299,7 +298,6 @@ def only_beauty_scale(command):
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
     with open(os.path.join(RESULTS, "tokenizer_beauty_scale.json"), "w") as f:
         json.dump(result, f, indent=1, default=float)
-    t = result["timings"]
     lines = [
         "# Semantic IDs at Beauty scale (12,101 items): build time", "",
         f"Command: `{command}`  ",
@@ -307,7 +305,7 @@ def only_beauty_scale(command):
         "Office's MiniLM embeddings resampled with noise to 12,101 items; RQ-VAE with the defaults of "
         f"`sid.yaml` ({result['epochs']} epochs x {result['steps_per_epoch']} steps of 2048 items).", "",
         "| stage | seconds |", "|---|---|",
-        *(f"| {k} | {v:.1f} |" for k, v in t.items()),
+        *(f"| {k} | {v:.1f} |" for k, v in result["timings"].items()),
         f"| **build from cached embeddings** (PCA + RQ-VAE + collision level) | **{result['build_from_cached_embeddings_seconds']:.1f}** |",
         f"| full build (+ encoding 12,101 texts) | {result['full_build_seconds']:.1f} |", "",
         f"CPU seconds of the build from cached embeddings: {result['build_from_cached_embeddings_cpu_seconds']:.1f}.", "",
@@ -359,9 +357,7 @@ def main():
 
         emb = embeddings_of(config, ds)
         x = pca_whiten(emb, config["sid_pca_dim"], config["seed"])
-        speed = kmeans_speed(x)
-        speed["name"] = dataset
-        results["kmeans_speed"].append(speed)
+        results["kmeans_speed"].append(dict(kmeans_speed(x), name=dataset))
         if dataset == "office":
             office = (ds, config, x)
             reuse_embeddings("office-rqvae", "office-restart")
@@ -380,8 +376,7 @@ def main():
         rng = np.random.default_rng(0)
         big = x[rng.integers(0, len(x), BEAUTY_ITEMS)] + rng.normal(0, 0.1, (BEAUTY_ITEMS, x.shape[1])).astype(np.float32)
         speed = kmeans_speed(np.ascontiguousarray(big, dtype=np.float32))
-        speed["name"] = "beauty-scale"
-        results["kmeans_speed"].append(speed)
+        results["kmeans_speed"].append(dict(speed, name="beauty-scale"))
         print("beauty scale done", flush=True)
     if office is not None and args.epochs_curve > 0:
         ds, config, _ = office

@@ -17,6 +17,7 @@ vs our T5, in float32 and under bfloat16 autocast, side by side in one process, 
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -39,7 +40,6 @@ OFFICE = os.path.join(ROOT, "properties", "dataset", "office.yaml")
 CPU_PRESET = os.path.join(ROOT, "recbole_genrec", "properties", "model", "TIGER-cpu.yaml")
 OUT = os.path.join(ROOT, "benchmarks", "results", "training_speed")
 SIZES = {"cpu_preset": [CPU_PRESET], "spec_size": []}
-VARIANTS = ("hf_fp32", "hf_bf16", "ours_fp32", "ours_bf16")
 
 
 def make_config(size, seed, **keys):
@@ -140,11 +140,7 @@ def profile(fns, batches):
 def speed(size, args):
     config = make_config(size, args.seeds[0])
     train, _, _, model, trainer = prepare_training(config, create_dataset(config))
-    batches = []
-    for batch in train:
-        batches.append(batch)
-        if len(batches) == args.batches:
-            break
+    batches = list(itertools.islice(train, args.batches))
     fns = step_fns(model, trainer)
     for fn in fns.values():  # warm-up: allocator, kernels
         fn(batches[0])
