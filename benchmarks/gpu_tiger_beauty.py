@@ -99,7 +99,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=RESULTS, help="folder for gpu_tiger_beauty.{json,md}")
     p.add_argument("--minutes", type=float, default=None, help="wall budget of the whole script (default 8.0; smoke 0.8)")
     p.add_argument("--epochs", type=int, default=None, help="fixed epoch count (skips the calibration)")
-    p.add_argument("--max-users", type=int, default=None, help="keep the first N users (smoke default 200)")
+    p.add_argument("--max-users", type=int, default=None, help="keep the first N users (smoke default 100)")
     p.add_argument("--no-amp", action="store_true", help="float32 training (default on CUDA: bf16 autocast)")
     p.add_argument("--no-constrained", action="store_true", help="skip the constrained-decoding test row")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
