@@ -174,6 +174,19 @@ def test_same_seed_same_metrics(tiny_data, tmp_path):
     assert first["best_valid_result"] == second["best_valid_result"]
 
 
+def test_runs_cap_onednn_primitive_cache_unless_the_user_set_it(tiny_data, tmp_path, monkeypatch):
+    """The cap must be in the environment when a run's first oneDNN primitive is made (so: set by
+    the run itself), and a user's own ONEDNN_PRIMITIVE_CACHE_CAPACITY is left alone."""
+    from recbole_genrec.quick_start import ONEDNN_PRIMITIVE_CACHE
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    run_recbole_genrec("SASRec", "tiny", config_dict=tiny_config(tiny_data, tmp_path / "a"))
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(ONEDNN_PRIMITIVE_CACHE)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "7")
+    run_recbole_genrec("SASRec", "tiny", config_dict=tiny_config(tiny_data, tmp_path / "b"))
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "7"
+
+
 def _cli(tmp_path, *args, timeout=300):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     return subprocess.run(
