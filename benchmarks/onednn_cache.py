@@ -18,21 +18,17 @@ import os
 import subprocess
 import sys
 
+import convergence_office as conv
 from recbole_genrec.quick_start import ONEDNN_PRIMITIVE_CACHE
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = conv.ROOT
 OUT = os.path.join("benchmarks", "results", "onednn_cache")
-CONVERGE = "benchmarks/configs/tiger_office_converge.yaml"
-MODELS = {  # label: model configs (the convergence benchmark's two TIGER sizes)
-    "TIGER-cpu": ["recbole_genrec/properties/model/TIGER-cpu.yaml", CONVERGE],
-    "TIGER-spec": [CONVERGE],
-}
+MODELS = ("TIGER-cpu", "TIGER-spec")  # the convergence benchmark's two TIGER groups (their model configs)
 CAPACITIES = (1024, ONEDNN_PRIMITIVE_CACHE)  # oneDNN's default, ours
 
 
 def compare_command(label, capacity, epochs):
-    args = ["--models", f"{label}=TIGER"] + [a for f in MODELS[label] for a in ("--model_config", f"{label}={f}")]
-    return [sys.executable, "-m", "recbole_genrec.compare", *args, "--dataset", "office", "--config_files",
+    return [sys.executable, "-m", "recbole_genrec.compare", *conv.GROUPS[label], "--dataset", "office", "--config_files",
             "properties/dataset/office.yaml", "--epochs", str(epochs), "--train_batch_size=256",
             "--show_progress=False", "--out", os.path.join(OUT, f"{label}-cache{capacity}")]
 
