@@ -102,3 +102,19 @@ def tiny_config(data_path, tmp_path, **overrides):
 def tiny_data(tmp_path):
     """``data_path`` of a fresh tiny dataset named ``tiny`` (40 users, 30 items, text)."""
     return write_tiny_dataset(tmp_path / "data")
+
+
+def load_benchmark(name):
+    """``benchmarks/<name>.py`` as a module, importing its sibling scripts as it does when run."""
+    import importlib.util
+    import sys
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(folder, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module

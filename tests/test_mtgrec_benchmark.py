@@ -5,22 +5,19 @@ command's parser and the config files it names, and the report is computed from 
 like the comparison's results.json.
 """
 
-import importlib.util
 import json
 import math
 import os
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("mtgrec_office", os.path.join(ROOT, "benchmarks", "mtgrec_office.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("mtgrec_office")
 
 
 def test_each_seed_is_one_comparison_of_every_variant(bench):

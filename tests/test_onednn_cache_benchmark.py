@@ -1,22 +1,15 @@
 """benchmarks/onednn_cache.py: the comparisons it runs (checked against the comparison command's
 parser and the convergence benchmark's TIGER configs) and the report's equal-metrics verdict."""
 
-import importlib.util
 import os
-import sys
+
+from conftest import load_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench():
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # as when run as a script: it imports convergence_office
-    try:
-        spec = importlib.util.spec_from_file_location("onednn_cache", os.path.join(ROOT, "benchmarks", "onednn_cache.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(os.path.join(ROOT, "benchmarks"))
-    return module
+    return load_benchmark("onednn_cache")
 
 
 def test_cases_are_the_convergence_tiger_groups_at_two_capacities():

@@ -5,26 +5,18 @@ the comparison command's parser, the config files it names and the convergence p
 report is computed from folders shaped like the comparison's results.json.
 """
 
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # as when run as a script: it imports convergence_office
-    try:
-        spec = importlib.util.spec_from_file_location("tiger_ablations_office", os.path.join(ROOT, "benchmarks", "tiger_ablations_office.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(os.path.join(ROOT, "benchmarks"))
-    return module
+    return load_benchmark("tiger_ablations_office")
 
 
 def test_each_ablation_is_the_tiger_cpu_group_with_one_change(bench):
