@@ -415,7 +415,7 @@ def compare(argv=None):
     budget = {"epochs": args.epochs, "train_time_budget": args.minutes}
     config_dict = {key: value for key, value in budget.items() if value is not None}
     command = "python -m recbole_genrec.compare " + " ".join(shlex.quote(a) for a in argv)
-    results, commands = {}, [command]
+    results, commands, recorded = {}, [command], per_model
     grid = grid_settings(args.grid)
     settings = {"dataset": args.dataset, "config_files": config_files, "budget": config_dict, "overrides": overrides}
     if args.grid:
@@ -426,6 +426,8 @@ def compare(argv=None):
     if args.append or (args.keep_finished and os.path.isfile(os.path.join(out, "results.json"))):
         previous = load_previous(os.path.join(out, "results.json"), settings)
         results, commands = previous["results"], previous["commands"] + [command]
+        # the rows kept from the earlier run keep their config files; a rerun row gets this run's
+        recorded = {k: v for k, v in previous.get("model_config", {}).items() if k not in models} | per_model
     for label, model in models.items():
         print(f"[compare] {label} on {args.dataset} ...", flush=True)
         files = config_files + per_model.get(label, [])
@@ -447,10 +449,10 @@ def compare(argv=None):
                     os.remove(result_path)
             # written after every run: an interrupted comparison keeps what it finished
             results[label] = grid_row(grid, done) if args.grid else done[""]
-            table = write_outputs(out, dict(settings, commands=commands, model_config=per_model, results=results))
+            table = write_outputs(out, dict(settings, commands=commands, model_config=recorded, results=results))
         print(f"[compare] {label}: {results[label].get('test_result', results[label].get('error'))}", flush=True)
     if any(a.startswith("--save_predictions=") for a in overrides):  # + A+B fixed / adaptive rows
-        table = add_ensemble_rows(out, dict(settings, commands=commands, model_config=per_model, results=results))
+        table = add_ensemble_rows(out, dict(settings, commands=commands, model_config=recorded, results=results))
     print(table)
     return results
 

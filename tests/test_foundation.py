@@ -263,8 +263,10 @@ def test_compare_writes_table_json_png_and_matches_plain_run(tiny_data, tmp_path
 
     config, path = _compare_config_file(tiny_data, tmp_path)
     out = tmp_path / "cmp"
+    small = tmp_path / "small.yaml"
+    small.write_text("embedding_size: 32\n")
     results = compare(["--models", "SASRec,GRU4Rec", "--dataset", "tiny", "--config_files", str(path),
-                       "--epochs", "2", "--out", str(out), "--hidden_size=32"])
+                       "--epochs", "2", "--out", str(out), "--hidden_size=32", "--model_config", f"GRU4Rec={small}"])
     assert set(results) == {"SASRec", "GRU4Rec"}
     payload = json.loads((out / "results.json").read_text())
     assert payload["budget"] == {"epochs": 2} and payload["overrides"] == ["--hidden_size=32"]
@@ -273,9 +275,11 @@ def test_compare_writes_table_json_png_and_matches_plain_run(tiny_data, tmp_path
         compare(["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "1",
                  "--out", str(out), "--append", "--hidden_size=32"])
     compare(["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "2",
-             "--out", str(out), "--append", "--hidden_size=32"])
+             "--out", str(out), "--append", "--hidden_size=32", "--model_config", f"BPR={small}"])
     payload = json.loads((out / "results.json").read_text())
     assert list(payload["results"]) == ["SASRec", "GRU4Rec", "BPR"] and len(payload["commands"]) == 2
+    # every row keeps its own config files: the appended run's do not replace the earlier rows'
+    assert payload["model_config"] == {"GRU4Rec": [str(small)], "BPR": [str(small)]}
     with pytest.raises(ConfigError, match="differs in dataset"):
         compare(["--models", "BPR", "--dataset", "other", "--config_files", str(path), "--epochs", "2",
                  "--out", str(out), "--append", "--hidden_size=32"])
