@@ -1,6 +1,7 @@
 """RQ-VAE recipe candidates on office at the CPU budget, side by side (issue 13, Build 1).
 
     OMP_NUM_THREADS=1 python benchmarks/tokenizer_recipe.py [--only NAME ...] [--tokenizers 5]
+    OMP_NUM_THREADS=1 python benchmarks/tokenizer_recipe.py --tiger NAME ...   # TIGER on those candidates
 
 Each candidate builds office's semantic IDs through the tokenizer command
 (``python -m recbole_genrec.tokenizer``, same dataset yaml, same seed, same ``rq_epochs``)
@@ -8,6 +9,11 @@ keeping the last ``--tokenizers`` epochs, so the report has per-level usage, col
 the extra level and the drift between adjacent kept epochs (share of items whose ID changes in
 any token / in the first token). The item embeddings are encoded once and then come from the
 cache. Writes ``benchmarks/results/tokenizer_recipe_office.{json,md}``.
+
+``--tiger`` trains TIGER on a candidate's codes at an equal budget (the comparison command with
+``mtgrec_office.py``'s TIGER++ row: the CPU preset, one tokenizer, 40 epochs, its protocol, seed 2024,
+plus the candidate's overrides) and adds its best validation NDCG@10 to the candidate's row; the
+comparison's files go to ``benchmarks/results/tokenizer_recipe_office/<candidate>/``.
 """
 
 import argparse
@@ -15,6 +21,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 
@@ -88,6 +95,21 @@ def run_candidate(overrides, n_tok, tag):
     return report
 
 
+def run_tiger(name, seed=2024):
+    """Best validation NDCG@10 (and the command) of TIGER trained on ``name``'s codes; see the docstring."""
+    import mtgrec_office as mtg
+
+    model, files = mtg.VARIANTS["TIGER++"]
+    out = os.path.join("benchmarks", "results", "tokenizer_recipe_office", slug(name))
+    argv = ["--models", f"TIGER={model}", *(a for f in files for a in ("--model_config", f"TIGER={f}")),
+            *mtg.PROTOCOL, f"--seed={seed}", *(f"--{k}={v}" for k, v in CANDIDATES[name].items()), "--out", out]
+    subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *argv], cwd=ROOT, check=True)
+    with open(os.path.join(ROOT, out, "results.json")) as f:
+        result = json.load(f)["results"]["TIGER"]
+    return {"valid_ndcg@10": result["best_valid_result"]["ndcg@10"], "epochs_run": result["epochs_run"],
+            "command": "python -m recbole_genrec.compare " + " ".join(argv)}
+
+
 def row(name, r):
     q = r["quality"]
     used = " / ".join(str(lv["used"]) for lv in q["levels"])
@@ -96,9 +118,10 @@ def row(name, r):
     any_ = np.mean([c["any"] for c in changes]) if changes else float("nan")
     first = np.mean([c["first"] for c in changes]) if changes else float("nan")
     fit = r["timings_at_build"].get("fit_rqvae", float("nan"))
+    tiger = f"{r['tiger']['valid_ndcg@10']:.4f}" if "tiger" in r else "not run"
     return (
         f"| {name} | {used} | {'yes' if usage_ok else 'no'} | {q['collision_rate_before']:.2%} | "
-        f"{q['max_group_size']} | {any_:.2%} / {first:.2%} | {r['final_recon_mse']:.4f} | {fit:.0f}s |"
+        f"{q['max_group_size']} | {any_:.2%} / {first:.2%} | {r['final_recon_mse']:.4f} | {fit:.0f}s | {tiger} |"
     )
 
 
@@ -121,10 +144,13 @@ def write(results, n_tok, load):
         "Used = codes used per level (of 256); >= 90% = every level uses at least 231 codes. Collisions = "
         "(N - #unique 3-level IDs) / N before the extra level. Drift = mean over adjacent kept epochs of the "
         "share of items whose 4-token ID changes in any token / in the first token (paper, Table 5, "
-        "Delta = 1: about 9-14% / under 0.4%).",
+        "Delta = 1: about 9-14% / under 0.4%). TIGER valid NDCG@10 = best validation NDCG@10 of TIGER trained on "
+        "the candidate's latest codes at an equal budget (`--tiger`: the CPU preset, 40 epochs, seed 2024; commands "
+        "in the JSON as `tiger.command`).",
         "",
-        "| recipe | used L1 / L2 / L3 | all >= 90% | collisions before | max group | drift any / first | recon MSE | fit time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| recipe | used L1 / L2 / L3 | all >= 90% | collisions before | max group | drift any / first | recon MSE "
+        "| fit time | TIGER valid NDCG@10 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [row(name, results[name]) for name in CANDIDATES if name in results]
     lines += ["", CHOICE, ""]
@@ -139,6 +165,8 @@ def main():
     parser.add_argument("--only", nargs="*", default=None, help="candidate names (default all)")
     parser.add_argument("--tokenizers", type=int, default=5)
     parser.add_argument("--report_only", action="store_true", help="rewrite the markdown from the JSON")
+    parser.add_argument("--tiger", nargs="*", default=[], metavar="NAME",
+                        help="train TIGER on these (already built) candidates' codes at an equal budget")
     args = parser.parse_args()
     os.chdir(ROOT)
     load0 = os.getloadavg()[0]
@@ -149,6 +177,14 @@ def main():
             results = json.load(f)
     if args.report_only:
         return write(results, args.tokenizers, results.get("_load", (load0, load0)))
+    unknown = [name for name in args.tiger if name not in results]
+    if unknown:
+        parser.error(f"--tiger: {unknown} not built yet; built: {[n for n in CANDIDATES if n in results]}")
+    for name in args.tiger:
+        results[name]["tiger"] = run_tiger(name)
+        write(results, args.tokenizers, results["_load"])
+    if args.tiger:
+        return
     for name, overrides in CANDIDATES.items():
         if args.only and name not in args.only:
             continue
