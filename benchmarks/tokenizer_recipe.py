@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+import mtgrec_office as mtg
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,8 +98,6 @@ def run_candidate(overrides, n_tok, tag):
 
 def run_tiger(name, seed=2024):
     """Best validation NDCG@10 (and the command) of TIGER trained on ``name``'s codes; see the docstring."""
-    import mtgrec_office as mtg
-
     model, files = mtg.VARIANTS["TIGER++"]
     out = os.path.join("benchmarks", "results", "tokenizer_recipe_office", slug(name))
     argv = ["--models", f"TIGER={model}", *(a for f in files for a in ("--model_config", f"TIGER={f}")),
