@@ -91,15 +91,14 @@ def format_quality(quality, title="semantic IDs"):
         f"  collision rate before: {q['collision_rate_before']:.4%}  after: {q['collision_rate_after']:.4%}"
         f"  max group size: {q['max_group_size']}",
         "  level  used/size  usage    perplexity  cond.perplexity",
-    ]
-    for i, lv in enumerate(q["levels"]):
-        lines.append(
+        *(
             f"  {i + 1:>5}  {lv['used']:>4}/{lv['size']:<4}  {lv['usage']:7.2%}  {lv['perplexity']:10.1f}"
             f"  {lv['cond_perplexity']:15.2f}"
-        )
-    lines.append("  prefix length  unique prefixes  items sharing the prefix")
-    for ps in q["prefix_sharing"]:
-        lines.append(f"  {ps['length']:>13}  {ps['unique']:>15}  {ps['shared_items']:24.2%}")
+            for i, lv in enumerate(q["levels"])
+        ),
+        "  prefix length  unique prefixes  items sharing the prefix",
+        *(f"  {ps['length']:>13}  {ps['unique']:>15}  {ps['shared_items']:24.2%}" for ps in q["prefix_sharing"]),
+    ]
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ class Quantizer(nn.Module):
 
     def __init__(self, codebook_size, dim, vq_type="ema", beta=0.25, decay=0.99, eps=1e-5, dead_code_restart=False):
         super().__init__()
-        self.codebook_size, self.dim = codebook_size, dim
+        self.codebook_size = codebook_size
         self.vq_type, self.beta, self.decay, self.eps = vq_type, beta, decay, eps
         self.dead_code_restart = dead_code_restart
         embed = torch.randn(codebook_size, dim) * 0.01
@@ -198,8 +198,7 @@ def train_rqvae(x, train_idx, params, seed=0, device="cpu", keep_last=1, show_pr
     if keep_last > epochs:
         raise ConfigError(f"sid_num_tokenizers={keep_last} needs rq_epochs >= {keep_last}, got rq_epochs={epochs}.")
     device = torch.device(device)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         arch = {key: p[key] for key in _ARCHITECTURE_KEYS}  # the settings are RQVAE's arguments
         model = RQVAE(x.shape[1], decay=float(p["ema_decay"]), eps=float(p["ema_eps"]), **arch).to(device)

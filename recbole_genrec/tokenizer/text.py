@@ -79,8 +79,6 @@ def item_texts(path, item_ids, id_field, wanted, template=None, sep="\t", encodi
         logger.info(f"Semantic IDs: text fields {skipped} are not in [{path}]; using {fields}.")
     rows = {}
     for values in zip(table[id_field], *(table[f] for f in fields)):
-        if values[0] in rows:
-            continue
         record = {f: v.strip() for f, v in zip(fields, values[1:])}
         if template:
             try:
