@@ -102,10 +102,7 @@ def pairwise_prefix_losses(
     """
     B, C, L = scores.shape
     z = (scores / prefix_tau).transpose(1, 2)  # [B, L, 1+K]
-    if neg_scale:
-        log_k = torch.log(kappa(n_prefixes, keep)).to(z.dtype)  # [B, L]; N_t = 1 -> -inf, fine
-    else:
-        log_k = z.new_zeros(B, L)
+    log_k = torch.log(kappa(n_prefixes, keep)).to(z.dtype) if neg_scale else z.new_zeros(B, L)  # N_t = 1: -inf, fine
     neg = torch.where(keep[..., 1:], z[..., 1:] + log_k.unsqueeze(-1), torch.full_like(z[..., 1:], float("-inf")))
     per_example = torch.logsumexp(torch.cat([z[..., :1], neg], -1), -1) - z[..., 0]  # [B, L]
     t = torch.arange(1, L + 1, device=z.device, dtype=z.dtype)
