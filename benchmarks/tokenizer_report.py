@@ -172,14 +172,12 @@ def epochs_curve(ds, config, epochs, seed=2024):
     def record(epoch, model, x_all):
         if epoch + 1 in marks:
             codes = model.encode(x_all)
-            rows.append(
-                {
-                    "epoch": epoch + 1,
-                    "level_used": [int(len(np.unique(codes[:, h]))) for h in range(codes.shape[1])],
-                    "collision_rate": collision_rate(codes),
-                    "seconds": time.time() - start,
-                }
-            )
+            rows.append({
+                "epoch": epoch + 1,
+                "level_used": [int(len(np.unique(codes[:, h]))) for h in range(codes.shape[1])],
+                "collision_rate": collision_rate(codes),
+                "seconds": time.time() - start,
+            })
 
     _, history = train_rqvae(x, train_idx, params, seed=seed, show_progress=False, on_epoch_end=record)
     for row in rows:

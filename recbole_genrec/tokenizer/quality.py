@@ -44,25 +44,18 @@ def tokenizer_quality(codes, codebook_sizes, final_codes=None):
         counts = np.bincount(codes[:, level], minlength=codebook_sizes[level])
         h_prefix = _entropy(_prefix_counts(codes, level + 1))
         h_before = _entropy(_prefix_counts(codes, level))
-        levels.append(
-            {
-                "used": int((counts > 0).sum()),
-                "size": int(codebook_sizes[level]),
-                "usage": float((counts > 0).sum() / codebook_sizes[level]),
-                "perplexity": float(np.exp(_entropy(counts))),
-                "cond_perplexity": float(np.exp(h_prefix - h_before)),
-            }
-        )
+        levels.append({
+            "used": int((counts > 0).sum()),
+            "size": int(codebook_sizes[level]),
+            "usage": float((counts > 0).sum() / codebook_sizes[level]),
+            "perplexity": float(np.exp(_entropy(counts))),
+            "cond_perplexity": float(np.exp(h_prefix - h_before)),
+        })
     prefix_sharing = []
     for length in range(1, final.shape[1] + 1):
         inverse, counts = collision_groups(final[:, :length])
-        prefix_sharing.append(
-            {
-                "length": length,
-                "unique": int(len(counts)),
-                "shared_items": float((counts[inverse] > 1).sum() / max(n, 1)),
-            }
-        )
+        shared = float((counts[inverse] > 1).sum() / max(n, 1))
+        prefix_sharing.append({"length": length, "unique": int(len(counts)), "shared_items": shared})
     return {
         "n_items": int(n),
         "n_levels_before": int(n_levels),

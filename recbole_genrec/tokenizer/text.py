@@ -37,15 +37,8 @@ def read_item_table(path, sep="\t", encoding="utf-8"):
     """The columns of an atomic ``.item`` file as strings (types stripped from the header)."""
     import pandas as pd
 
-    frame = pd.read_csv(
-        path,
-        sep=sep,
-        dtype=str,
-        keep_default_na=False,
-        quoting=csv.QUOTE_NONE,
-        encoding=encoding,
-        engine="c" if len(sep) == 1 else "python",
-    )
+    frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE, encoding=encoding,
+                        engine="c" if len(sep) == 1 else "python")
     frame.columns = [str(col).split(":")[0] for col in frame.columns]
     return frame
 
