@@ -80,11 +80,7 @@ def pointwise_prefix_losses(logp: torch.Tensor, prefix_tau: float = 1.0) -> torc
 
 
 def pairwise_prefix_losses(
-    scores: torch.Tensor,
-    keep: torch.Tensor,
-    n_prefixes: torch.Tensor,
-    prefix_tau: float = 1.0,
-    neg_scale: bool = True,
+    scores: torch.Tensor, keep: torch.Tensor, n_prefixes: torch.Tensor, prefix_tau: float = 1.0, neg_scale: bool = True
 ) -> torch.Tensor:
     """Sampled-softmax prefix losses ``[L]`` in log space.
 
@@ -171,11 +167,7 @@ def token_weights(weights: torch.Tensor, prefix_tau: float = 1.0) -> torch.Tenso
 
 
 def apao_objective(
-    ce: torch.Tensor,
-    losses: torch.Tensor,
-    beta: float,
-    eta: float = 0.0,
-    wo_ce: bool = False,
+    ce: torch.Tensor, losses: torch.Tensor, beta: float, eta: float = 0.0, wo_ce: bool = False,
     weights: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(L, w)`` with ``L = CE + beta * sum_t w_t l_t`` (``beta * sum w l`` if ``wo_ce``).

@@ -185,11 +185,7 @@ class BeamResult:
 
 @torch.no_grad()
 def beam_search(
-    decoder: StepDecoder,
-    trie: PrefixTrie,
-    offsets: torch.Tensor,
-    beam_size: int,
-    constrained: bool = True,
+    decoder: StepDecoder, trie: PrefixTrie, offsets: torch.Tensor, beam_size: int, constrained: bool = True,
     on_step: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
 ) -> BeamResult:
     """Batched beam search of ``L = trie.n_levels`` code tokens.
