@@ -165,6 +165,7 @@ def _ms(values):
 
 def cmd_report(args):
     rows = [json.loads(line) for line in open(RUNS)]
+    by_variant = {v: rs for v in VARIANTS if (rs := [r for r in rows if r["variant"] == v])}  # those with runs
     names = {"none": "TIGER (CE)", "pointwise": "TIGER_APAO pointwise", "pairwise": "TIGER_APAO pairwise"}
     L = rows[0]["n_levels"]
     lines = [
@@ -179,17 +180,14 @@ def cmd_report(args):
         + " | " + " | ".join(f"survival t={t}" for t in range(1, L + 1)) + " | train CPU s |",
         "|" + "---|" * (3 + len(METRICS) + L),
     ]
-    for variant in VARIANTS:
-        rs = [r for r in rows if r["variant"] == variant]
-        if not rs:
-            continue
+    for variant, rs in by_variant.items():
         cells = [_ms([r["test"][m] for r in rs]) for m in METRICS]
         cells += [_ms([r["test"][f"prefix_survival@{t}"] for r in rs]) for t in range(1, L + 1)]
         cells.append(f"{statistics.mean(r['train_cpu_s'] for r in rs):.0f}")
         lines.append(f"| {names[variant]} | {len(rs)} | " + " | ".join(cells) + " |")
-    ce = {r["seed"]: r["test"] for r in rows if r["variant"] == "none"}
+    ce = {r["seed"]: r["test"] for r in by_variant.get("none", [])}
     if ce:
-        paired_by = {v: [r for r in rows if r["variant"] == v and r["seed"] in ce] for v in ("pointwise", "pairwise")}
+        paired_by = {v: [r for r in by_variant.get(v, []) if r["seed"] in ce] for v in ("pointwise", "pairwise")}
         lines += ["", "Relative change of the mean vs TIGER (CE) on the seeds both have:", ""]
         for variant, paired in paired_by.items():
             if paired:
@@ -205,12 +203,10 @@ def cmd_report(args):
     lines += ["", "Per-seed test metrics:", "", "| model | seed | " + " | ".join(METRICS) + " | best epoch (valid NDCG@10) |", "|" + "---|" * (3 + len(METRICS))]
     for r in sorted(rows, key=lambda r: (VARIANTS.index(r["variant"]), r["seed"])):
         lines.append(f"| {names[r['variant']]} | {r['seed']} | " + " | ".join(f"{r['test'][m]:.4f}" for m in METRICS) + f" | {r['best_valid'].get('ndcg@10', float('nan')):.4f} |")
-    hist = [r for r in rows if r["variant"] != "none"]
-    if hist:
+    if by_variant.keys() - {"none"}:
         lines += ["", "Last-epoch APAO diagnostics (seed-mean): prefix losses l_t, weights w_t, pairwise AUC:", ""]
         for variant in ("pointwise", "pairwise"):
-            rs = [r for r in hist if r["variant"] == variant]
-            if rs:
+            if rs := by_variant.get(variant):
                 last = [r["apao_history"][-1] for r in rs]
                 mean = lambda key: [round(statistics.mean(h[key][t] for h in last), 4) for t in range(L)]  # noqa: E731
                 extra = f", AUC {mean('auc')}, MRR {mean('mrr')}" if "auc" in last[0] else ""

@@ -16,8 +16,6 @@ import platform
 import sys
 import time
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 OUT = os.path.join(ROOT, "benchmarks", "results")
@@ -34,7 +32,7 @@ def main():
     args = parser.parse_args()
     os.chdir(ROOT)
     from recbole_genrec.analysis.genpas_search import (
-        alignment_discrimination, sample_queries, search_inputs_from_datasets,
+        _frequencies, alignment_discrimination, sample_queries, search_inputs_from_datasets,
     )
     from recbole_genrec.analysis.genpas_search import main as search_command
     from recbole_genrec.config import Config
@@ -53,10 +51,7 @@ def main():
                     config_dict={"state": "WARNING"}, argv=[])
     train, valid, test = create_dataset(config).build()
     seqs, vpairs, test_targets, n_items, max_len = search_inputs_from_datasets(train, valid, test)
-    q = {}
-    for name, targets in (("valid", vpairs[2]), ("test", test_targets)):
-        c = np.bincount(targets, minlength=n_items)[1:].astype(float)
-        q[name] = c / c.sum()
+    q = {name: _frequencies(targets, n_items)[1:] for name, targets in (("valid", vpairs[2]), ("test", test_targets))}
     rows = {}
     t0 = time.perf_counter()
     for name, (a, b, _) in PRESETS.items():

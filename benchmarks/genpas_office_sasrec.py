@@ -49,12 +49,8 @@ def main():
                                      f"--genpas_search_out={OUT}", f"--seed={args.seed}", "--state=WARNING"])
     top = search["top_k"][0]
     a, b, g = top["theta"]
-    samplers = {
-        "LT": {"train_sampler": "LT"},
-        "MT": {"train_sampler": "MT"},
-        "SW": {"train_sampler": "SW"},
-        "GenPAS-top1": {"train_sampler": "genpas", "genpas_alpha": a, "genpas_beta": b, "genpas_gamma": g},
-    }
+    samplers = {name: {"train_sampler": name} for name in ("LT", "MT", "SW")}
+    samplers["GenPAS-top1"] = {"train_sampler": "genpas", "genpas_alpha": a, "genpas_beta": b, "genpas_gamma": g}
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["--models", ",".join(f"{label}=SASRec" for label in samplers), "--dataset", "office",
                 "--config_files", dataset_yaml, "--epochs", str(args.epochs), "--out", os.path.join(tmp, "compare"),

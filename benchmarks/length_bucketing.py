@@ -82,23 +82,23 @@ def write(rows, command):
     with open(OUT + ".json", "w") as f:
         json.dump({"command": command, "runs": rows}, f, indent=1)
     base = rows[0]
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     lines = [
         "# Length-bucketed batches: TIGER (CPU preset) on office", "",
         f"Command: `{command}` (1 torch thread, one setting after the other in one process).", "",
         "| length_bucket_batches | padded history items / epoch | s / epoch (wall) | CPU s / epoch | speed-up | valid NDCG@10 | test Recall@10 | test NDCG@10 |",
         "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-        lines.append(
+        *(
             f"| {r['length_bucket_batches']} | {mean(r['padded_items_per_epoch']):,.0f} "
             f"({mean(r['padded_items_per_epoch']) / r['history_items_per_epoch']:.2f}x real) | "
             f"{mean(r['epoch_wall_s']):.1f} | {mean(r['epoch_cpu_s']):.1f} | "
             f"{mean(base['epoch_cpu_s']) / mean(r['epoch_cpu_s']):.2f}x | {r['valid']['ndcg@10']:.4f} | "
             f"{r['test']['recall@10']:.4f} | {r['test']['ndcg@10']:.4f} |"
-        )
-    lines += ["", f"{base['epochs']} epochs, batch {base['batch']}, seed {base['seed']}, beam 20 (valid and test); "
-              "speed-up = CPU seconds per epoch of the first row / this row's."]
+            for r in rows
+        ),
+        "", f"{base['epochs']} epochs, batch {base['batch']}, seed {base['seed']}, beam 20 (valid and test); "
+        "speed-up = CPU seconds per epoch of the first row / this row's.",
+    ]
     with open(OUT + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -33,9 +33,15 @@ def make_config(dataset, **overrides):
 
     # office/beauty: properties/dataset/<name>.yaml; ml-100k's defaults ship inside the package.
     files = [f for f in [os.path.join(ROOT, "properties", "dataset", f"{dataset}.yaml")] if os.path.isfile(f)]
-    config_dict = {"checkpoint_dir": os.path.join(WORK, "ckpt"), "show_progress": False, "state": "WARNING"}
-    config_dict.update(overrides)
-    return Config(model="TIGER", dataset=dataset, config_file_list=files, config_dict=config_dict, argv=[])
+    keys = {"checkpoint_dir": os.path.join(WORK, "ckpt"), "show_progress": False, "state": "WARNING", **overrides}
+    return Config(model="TIGER", dataset=dataset, config_file_list=files, config_dict=keys, argv=[])
+
+
+def timed(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), its wall seconds)``."""
+    start = time.time()
+    out = fn(*args, **kwargs)
+    return out, time.time() - start
 
 
 def build(dataset, tag, **overrides):
@@ -46,9 +52,7 @@ def build(dataset, tag, **overrides):
     cache = os.path.join(WORK, tag)
     shutil.rmtree(cache, ignore_errors=True)
     config = make_config(dataset, sid_cache_dir=cache, **overrides)
-    start = time.time()
-    ds = SemanticIDDataset(config)
-    seconds = time.time() - start
+    ds, seconds = timed(SemanticIDDataset, config)
     report = tokenizer_report(ds)
     report["dataset_seconds_incl_recbole"] = seconds
     return ds, report, config
@@ -69,12 +73,8 @@ def plot(ds, report, name):
     from recbole_genrec.tokenizer.quality import plot_code_usage
 
     path = os.path.join(RESULTS, f"tokenizer_usage_{name}.png")
-    plot_code_usage(
-        ds.item_sid[1:].numpy(),
-        ds.sid_codebook_sizes,
-        path,
-        title=f"{report['dataset']}: {name.split('_', 1)[1]} ({report['n_items']} items)",
-    )
+    title = f"{report['dataset']}: {name.split('_', 1)[1]} ({report['n_items']} items)"
+    plot_code_usage(ds.item_sid[1:].numpy(), ds.sid_codebook_sizes, path, title=title)
     return os.path.relpath(path, ROOT)
 
 
@@ -84,16 +84,10 @@ def kmeans_speed(x, k=256, niter=25, seed=2024):
 
     from recbole_genrec.tokenizer.rkmeans import assign, kmeans
 
-    t = time.time()
-    centers = kmeans(x, k, seed=seed, niter=niter)
-    faiss_s = time.time() - t
+    centers, faiss_s = timed(kmeans, x, k, seed=seed, niter=niter)
     faiss_inertia = float(((x - centers[assign(x, centers)]) ** 2).sum())
-    t = time.time()
-    km = KMeans(n_clusters=k, n_init=1, max_iter=niter, tol=0.0, random_state=seed).fit(x)
-    sk_s = time.time() - t
-    t = time.time()
-    km_auto = KMeans(n_clusters=k, n_init="auto", random_state=seed).fit(x)  # the MTGRec code's call
-    sk_auto_s = time.time() - t
+    km, sk_s = timed(lambda: KMeans(n_clusters=k, n_init=1, max_iter=niter, tol=0.0, random_state=seed).fit(x))
+    km_auto, sk_auto_s = timed(lambda: KMeans(n_clusters=k, n_init="auto", random_state=seed).fit(x))  # MTGRec's call
     return {
         "n": int(len(x)),
         "dim": int(x.shape[1]),
@@ -137,22 +131,16 @@ def beauty_scale(office_ds, office_config, seed=2024):
     params = rq_params(tokenizer_settings(office_config))
     timings = {}
     cpu0, load0 = time.process_time(), os.getloadavg()[0]
-    t = time.time()
-    x = pca_whiten(big, office_config["sid_pca_dim"], seed)
-    timings["pca"] = time.time() - t
-    t = time.time()
-    (raw,), history = train_rqvae(x, np.arange(BEAUTY_ITEMS), params, seed=seed, show_progress=False)
-    timings["fit_rqvae"] = time.time() - t
-    t = time.time()
-    codes = add_collision_level(raw, params["codebook_size"], "beauty-scale")
-    timings["collision_level"] = time.time() - t
+    x, timings["pca"] = timed(pca_whiten, big, office_config["sid_pca_dim"], seed)
+    fit, timings["fit_rqvae"] = timed(train_rqvae, x, np.arange(BEAUTY_ITEMS), params, seed=seed, show_progress=False)
+    (raw,), history = fit
+    codes, timings["collision_level"] = timed(add_collision_level, raw, params["codebook_size"], "beauty-scale")
     from_cache = sum(timings.values())
     cpu_from_cache, load1 = time.process_time() - cpu0, os.getloadavg()[0]
     texts = item_catalog(office_config, office_ds).texts
     big_texts = [texts[i] + f" #{n}" for n, i in enumerate(pick)]
-    t = time.time()
-    text_module.encode_texts(big_texts, office_config["sid_encoder"], batch_size=office_config["sid_encoder_batch_size"], show_progress=False)
-    timings["embeddings"] = time.time() - t
+    _, timings["embeddings"] = timed(text_module.encode_texts, big_texts, office_config["sid_encoder"],
+                                     batch_size=office_config["sid_encoder_batch_size"], show_progress=False)
     return {
         "n_items": BEAUTY_ITEMS,
         "epochs": int(params["epochs"]),
@@ -175,8 +163,7 @@ def epochs_curve(ds, config, epochs, seed=2024):
     from recbole_genrec.tokenizer.collision import collision_rate
     from recbole_genrec.tokenizer.rqvae import train_rqvae
 
-    emb = embeddings_of(config, ds)
-    x = pca_whiten(emb, config["sid_pca_dim"], seed)
+    x = pca_whiten(embeddings_of(config, ds), config["sid_pca_dim"], seed)
     train_idx = np.flatnonzero(training_item_mask(config, ds)[1:])
     params = dict(rq_params(tokenizer_settings(config)), epochs=epochs)
     marks = {1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, epochs}
@@ -185,14 +172,12 @@ def epochs_curve(ds, config, epochs, seed=2024):
     def record(epoch, model, x_all):
         if epoch + 1 in marks:
             codes = model.encode(x_all)
-            rows.append(
-                {
-                    "epoch": epoch + 1,
-                    "level_used": [int(len(np.unique(codes[:, h]))) for h in range(codes.shape[1])],
-                    "collision_rate": collision_rate(codes),
-                    "seconds": time.time() - start,
-                }
-            )
+            rows.append({
+                "epoch": epoch + 1,
+                "level_used": [int(len(np.unique(codes[:, h]))) for h in range(codes.shape[1])],
+                "collision_rate": collision_rate(codes),
+                "seconds": time.time() - start,
+            })
 
     _, history = train_rqvae(x, train_idx, params, seed=seed, show_progress=False, on_epoch_end=record)
     for row in rows:
@@ -230,11 +215,9 @@ def markdown(results, command):
         "| tokenizer | items | collisions before | after | max group | used L1 / L2 / L3 (/ L4) | perplexity | time per stage |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in results["builds"].items():
-        lines.append(q_row(name, r))
-    lines += ["", "Items sharing each prefix length (share of items whose prefix some other item also has):", ""]
-    lines.append("| tokenizer | " + " | ".join(f"prefix {i}" for i in range(1, 6)) + " |")
-    lines.append("|---|---|---|---|---|---|")
+    lines += [q_row(name, r) for name, r in results["builds"].items()]
+    lines += ["", "Items sharing each prefix length (share of items whose prefix some other item also has):", "",
+              "| tokenizer | " + " | ".join(f"prefix {i}" for i in range(1, 6)) + " |", "|---|---|---|---|---|---|"]
     for name, r in results["builds"].items():
         cells = [f"{p['shared_items']:.1%} ({p['unique']} unique)" for p in r["quality"]["prefix_sharing"]]
         lines.append(f"| {name} | " + " | ".join(cells + [""] * (5 - len(cells))) + " |")
@@ -243,14 +226,13 @@ def markdown(results, command):
     lines += ["## faiss vs scikit-learn k-means (same points, same run)", ""]
     lines.append("| points | k | iterations | faiss | sklearn (n_init=1, same iterations) | speed-up | sklearn n_init='auto' (MTGRec call) | speed-up | inertia faiss / sklearn |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
-    for r in results["kmeans_speed"]:
-        lines.append(
-            f"| {r['name']} {r['n']}x{r['dim']} | {r['k']} | {r['iterations']} | {r['faiss_seconds']:.2f}s | "
-            f"{r['sklearn_seconds']:.2f}s | {r['speedup_same_iterations']:.1f}x | {r['sklearn_auto_seconds']:.2f}s | "
-            f"{r['speedup_vs_sklearn_auto']:.1f}x | {r['faiss_inertia']:.0f} / {r['sklearn_inertia']:.0f} |"
-        )
-    b = results.get("beauty_scale")
-    if b:
+    lines += [
+        f"| {r['name']} {r['n']}x{r['dim']} | {r['k']} | {r['iterations']} | {r['faiss_seconds']:.2f}s | "
+        f"{r['sklearn_seconds']:.2f}s | {r['speedup_same_iterations']:.1f}x | {r['sklearn_auto_seconds']:.2f}s | "
+        f"{r['speedup_vs_sklearn_auto']:.1f}x | {r['faiss_inertia']:.0f} / {r['sklearn_inertia']:.0f} |"
+        for r in results["kmeans_speed"]
+    ]
+    if b := results.get("beauty_scale"):
         q = b["quality"]
         lines += [
             "",
@@ -269,8 +251,7 @@ def markdown(results, command):
             f"max group {q['max_group_size']}, level usage {[lv['used'] for lv in q['levels']]}, "
             f"k-means-init usage {b['init_level_usage']}.",
         ]
-    c = results.get("epochs_curve")
-    if c:
+    if c := results.get("epochs_curve"):
         lines += [
             "",
             f"## Which epoch count gives which quality ({c['dataset']}, default settings, one run)",
@@ -279,12 +260,12 @@ def markdown(results, command):
             "",
             "| epoch | used L1 / L2 / L3 | collision rate (3 levels) | recon MSE | seconds |",
             "|---|---|---|---|---|",
-        ]
-        for row in c["rows"]:
-            lines.append(
+            *(
                 f"| {row['epoch']} | {' / '.join(map(str, row['level_used']))} | {row['collision_rate']:.2%} | "
                 f"{row['recon_mse']:.4f} | {row['seconds']:.0f} |"
-            )
+                for row in c["rows"]
+            ),
+        ]
     lines += ["", "Raw numbers: [tokenizer_report.json](tokenizer_report.json).", ""]
     return "\n".join(lines)
 
@@ -316,6 +297,8 @@ def only_beauty_scale(command):
 
 
 def main():
+    from recbole_genrec.tokenizer.build import pca_whiten
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default="ml-100k,office")
     parser.add_argument("--epochs_curve", type=int, default=100, help="epochs of the quality-vs-epochs run on office (0: skip)")
@@ -352,11 +335,7 @@ def main():
         results["builds"][f"{dataset} rkmeans"] = rep_rk
         results["plots"][f"{dataset} rkmeans"] = plot(ds_rk, rep_rk, f"{dataset}_rkmeans")
         print(f"{dataset}: built", flush=True)
-
-        from recbole_genrec.tokenizer.build import pca_whiten
-
-        emb = embeddings_of(config, ds)
-        x = pca_whiten(emb, config["sid_pca_dim"], config["seed"])
+        x = pca_whiten(embeddings_of(config, ds), config["sid_pca_dim"], config["seed"])
         results["kmeans_speed"].append(dict(kmeans_speed(x), name=dataset))
         if dataset == "office":
             office = (ds, config, x)

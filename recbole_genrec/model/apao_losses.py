@@ -80,11 +80,7 @@ def pointwise_prefix_losses(logp: torch.Tensor, prefix_tau: float = 1.0) -> torc
 
 
 def pairwise_prefix_losses(
-    scores: torch.Tensor,
-    keep: torch.Tensor,
-    n_prefixes: torch.Tensor,
-    prefix_tau: float = 1.0,
-    neg_scale: bool = True,
+    scores: torch.Tensor, keep: torch.Tensor, n_prefixes: torch.Tensor, prefix_tau: float = 1.0, neg_scale: bool = True
 ) -> torch.Tensor:
     """Sampled-softmax prefix losses ``[L]`` in log space.
 
@@ -102,10 +98,7 @@ def pairwise_prefix_losses(
     """
     B, C, L = scores.shape
     z = (scores / prefix_tau).transpose(1, 2)  # [B, L, 1+K]
-    if neg_scale:
-        log_k = torch.log(kappa(n_prefixes, keep)).to(z.dtype)  # [B, L]; N_t = 1 -> -inf, fine
-    else:
-        log_k = z.new_zeros(B, L)
+    log_k = torch.log(kappa(n_prefixes, keep)).to(z.dtype) if neg_scale else z.new_zeros(B, L)  # N_t = 1: -inf, fine
     neg = torch.where(keep[..., 1:], z[..., 1:] + log_k.unsqueeze(-1), torch.full_like(z[..., 1:], float("-inf")))
     per_example = torch.logsumexp(torch.cat([z[..., :1], neg], -1), -1) - z[..., 0]  # [B, L]
     t = torch.arange(1, L + 1, device=z.device, dtype=z.dtype)
@@ -174,11 +167,7 @@ def token_weights(weights: torch.Tensor, prefix_tau: float = 1.0) -> torch.Tenso
 
 
 def apao_objective(
-    ce: torch.Tensor,
-    losses: torch.Tensor,
-    beta: float,
-    eta: float = 0.0,
-    wo_ce: bool = False,
+    ce: torch.Tensor, losses: torch.Tensor, beta: float, eta: float = 0.0, wo_ce: bool = False,
     weights: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(L, w)`` with ``L = CE + beta * sum_t w_t l_t`` (``beta * sum w l`` if ``wo_ce``).

@@ -126,11 +126,6 @@ class PrefixTrie:
         item_sid = torch.as_tensor(item_sid, dtype=torch.long)
         return cls(item_sid[1:], codebook_sizes, item_ids=torch.arange(1, item_sid.shape[0]))
 
-    def to(self, device) -> "PrefixTrie":
-        self.children = [c.to(device) for c in self.children]
-        self.child_codes = [c.to(device) for c in self.child_codes]
-        return self
-
     @property
     def device(self):
         return self.children[0].device
@@ -190,11 +185,7 @@ class BeamResult:
 
 @torch.no_grad()
 def beam_search(
-    decoder: StepDecoder,
-    trie: PrefixTrie,
-    offsets: torch.Tensor,
-    beam_size: int,
-    constrained: bool = True,
+    decoder: StepDecoder, trie: PrefixTrie, offsets: torch.Tensor, beam_size: int, constrained: bool = True,
     on_step: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
 ) -> BeamResult:
     """Batched beam search of ``L = trie.n_levels`` code tokens.

@@ -231,11 +231,7 @@ class TIGER(DeclaresHooks, SequentialRecommender):
 
     @torch.no_grad()
     def generate(
-        self,
-        interaction,
-        beam_size: Optional[int] = None,
-        decoding: Optional[str] = None,
-        on_step=None,
+        self, interaction, beam_size: Optional[int] = None, decoding: Optional[str] = None, on_step=None,
         table: Optional[SemanticIDTable] = None,
     ) -> BeamResult:
         """Beam search for every user of ``interaction``; beams best first (``on_step``: see beam_search).

@@ -86,8 +86,7 @@ class TIGER_APAO(TIGER):
         if self.n_items < 2:
             raise ValueError("TIGER_APAO needs at least one real item")
         self.seed = int(config["seed"])
-        self.apao_epoch = 0  # set by the APAODiagnostics trainer hook at every epoch start
-        self._apao_batch = 0
+        self.set_apao_epoch(0)  # set again by the APAODiagnostics trainer hook at every epoch start
         self._stats = {}
         self.survival = self._empty_survival()
 
@@ -149,8 +148,7 @@ class TIGER_APAO(TIGER):
         keep = AL.first_occurrence_mask(self.sid.prefix_id[cand].transpose(1, 2))  # [B, L, 1+K]
         losses = AL.pairwise_prefix_losses(scores, keep, self.sid.n_prefixes, self.apao_prefix_tau, self.apao_neg_scale)
         auc, mrr = AL.prefix_ranking_stats(scores.detach(), keep)
-        kept = keep[..., 1:].float().sum(-1).mean(0)
-        return ce, losses, {"auc": auc, "mrr": mrr, "kept_negatives": kept}
+        return ce, losses, {"auc": auc, "mrr": mrr, "kept_negatives": keep[..., 1:].float().sum(-1).mean(0)}
 
     def calculate_loss(self, interaction):
         if self.apao_loss == "none":

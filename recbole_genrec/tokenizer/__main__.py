@@ -68,7 +68,6 @@ def main(argv=None):
     parser.add_argument("--config_files", default=None, help="space-separated yaml files")
     parser.add_argument("--png", default=None, help="code-usage PNG path")
     parser.add_argument("--json", default=None, help="write the report as JSON here")
-    argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
 
     from recbole.utils import init_logger, init_seed
@@ -91,12 +90,8 @@ def main(argv=None):
     report["total_seconds"] = time.time() - start
     png = args.png or os.path.join(sid_cache_dir(config), f"code-usage-{report['method']}.png")
     os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
-    plot_code_usage(
-        dataset.item_sid[1:].numpy(),
-        dataset.sid_codebook_sizes,
-        png,
-        title=f"{args.dataset}: {report['method']} code usage ({report['n_items']} items)",
-    )
+    title = f"{args.dataset}: {report['method']} code usage ({report['n_items']} items)"
+    plot_code_usage(dataset.item_sid[1:].numpy(), dataset.sid_codebook_sizes, png, title=title)
     report["png"] = png
     print(format_report(report))
     print(f"  total {report['total_seconds']:.2f}s; code-usage plot: {png}")

@@ -131,14 +131,8 @@ def item_embeddings(texts, settings, cache_dir, device="cpu", show_progress=True
         return entry[0]["embeddings"], key, True
     encoder = settings["sid_encoder"]
     logging.getLogger().info(f"Semantic IDs: encoding {len(texts)} item texts with [{encoder}] on {device}.")
-    emb = text.encode_texts(
-        texts,
-        encoder,
-        device=device,
-        batch_size=int(settings["sid_encoder_batch_size"]),
-        max_length=int(settings["sid_max_text_length"]),
-        show_progress=show_progress,
-    )
+    emb = text.encode_texts(texts, encoder, device=device, batch_size=int(settings["sid_encoder_batch_size"]),
+                            max_length=int(settings["sid_max_text_length"]), show_progress=show_progress)
     save_entry(path, {"embeddings": emb}, {"key": key, "encoder": identity})
     return emb, key, False
 
@@ -184,18 +178,8 @@ def build_semantic_ids(catalog, settings, cache_dir, seed, device="cpu", show_pr
         raise ConfigError(f"sid_method must be 'rqvae' or 'rkmeans', got {method!r}.")
     train_mask = np.asarray(catalog.train_mask, dtype=bool)
     pca_dim = int(settings["sid_pca_dim"])
-    key = digest(
-        {
-            "v": CACHE_VERSION,
-            "emb": emb_key,
-            "method": method,
-            "params": params,
-            "pca_dim": pca_dim,
-            "seed": int(seed),
-            "train_mask": array_digest(train_mask),
-            "num_tokenizers": n_tok,
-        }
-    )
+    key = digest({"v": CACHE_VERSION, "emb": emb_key, "method": method, "params": params, "pca_dim": pca_dim,
+                  "seed": int(seed), "train_mask": array_digest(train_mask), "num_tokenizers": n_tok})
     path = os.path.join(cache_dir, f"sid-{method}-{key[:20]}.npz")
     levels, size = int(params["levels"]), int(params["codebook_size"])
 

@@ -44,25 +44,18 @@ def tokenizer_quality(codes, codebook_sizes, final_codes=None):
         counts = np.bincount(codes[:, level], minlength=codebook_sizes[level])
         h_prefix = _entropy(_prefix_counts(codes, level + 1))
         h_before = _entropy(_prefix_counts(codes, level))
-        levels.append(
-            {
-                "used": int((counts > 0).sum()),
-                "size": int(codebook_sizes[level]),
-                "usage": float((counts > 0).sum() / codebook_sizes[level]),
-                "perplexity": float(np.exp(_entropy(counts))),
-                "cond_perplexity": float(np.exp(h_prefix - h_before)),
-            }
-        )
+        levels.append({
+            "used": int((counts > 0).sum()),
+            "size": int(codebook_sizes[level]),
+            "usage": float((counts > 0).sum() / codebook_sizes[level]),
+            "perplexity": float(np.exp(_entropy(counts))),
+            "cond_perplexity": float(np.exp(h_prefix - h_before)),
+        })
     prefix_sharing = []
     for length in range(1, final.shape[1] + 1):
         inverse, counts = collision_groups(final[:, :length])
-        prefix_sharing.append(
-            {
-                "length": length,
-                "unique": int(len(counts)),
-                "shared_items": float((counts[inverse] > 1).sum() / max(n, 1)),
-            }
-        )
+        shared = float((counts[inverse] > 1).sum() / max(n, 1))
+        prefix_sharing.append({"length": length, "unique": int(len(counts)), "shared_items": shared})
     return {
         "n_items": int(n),
         "n_levels_before": int(n_levels),
@@ -91,15 +84,14 @@ def format_quality(quality, title="semantic IDs"):
         f"  collision rate before: {q['collision_rate_before']:.4%}  after: {q['collision_rate_after']:.4%}"
         f"  max group size: {q['max_group_size']}",
         "  level  used/size  usage    perplexity  cond.perplexity",
-    ]
-    for i, lv in enumerate(q["levels"]):
-        lines.append(
+        *(
             f"  {i + 1:>5}  {lv['used']:>4}/{lv['size']:<4}  {lv['usage']:7.2%}  {lv['perplexity']:10.1f}"
             f"  {lv['cond_perplexity']:15.2f}"
-        )
-    lines.append("  prefix length  unique prefixes  items sharing the prefix")
-    for ps in q["prefix_sharing"]:
-        lines.append(f"  {ps['length']:>13}  {ps['unique']:>15}  {ps['shared_items']:24.2%}")
+            for i, lv in enumerate(q["levels"])
+        ),
+        "  prefix length  unique prefixes  items sharing the prefix",
+        *(f"  {ps['length']:>13}  {ps['unique']:>15}  {ps['shared_items']:24.2%}" for ps in q["prefix_sharing"]),
+    ]
     return "\n".join(lines)
 
 

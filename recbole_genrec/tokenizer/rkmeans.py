@@ -24,15 +24,8 @@ def kmeans(x, k, seed=0, niter=25):
         scale = float(x.std()) * 1e-2 + 1e-6
         extra = extra + rng.normal(0.0, scale, size=extra.shape).astype(np.float32)
         return np.ascontiguousarray(np.concatenate([x, extra]), dtype=np.float32)
-    km = faiss.Kmeans(
-        d,
-        k,
-        niter=int(niter),
-        seed=int(seed),
-        verbose=False,
-        min_points_per_centroid=1,
-        max_points_per_centroid=1 << 30,
-    )
+    km = faiss.Kmeans(d, k, niter=int(niter), seed=int(seed), verbose=False, min_points_per_centroid=1,
+                      max_points_per_centroid=1 << 30)
     km.train(x)
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
 

@@ -38,7 +38,7 @@ class Quantizer(nn.Module):
 
     def __init__(self, codebook_size, dim, vq_type="ema", beta=0.25, decay=0.99, eps=1e-5, dead_code_restart=False):
         super().__init__()
-        self.codebook_size, self.dim = codebook_size, dim
+        self.codebook_size = codebook_size
         self.vq_type, self.beta, self.decay, self.eps = vq_type, beta, decay, eps
         self.dead_code_restart = dead_code_restart
         embed = torch.randn(codebook_size, dim) * 0.01
@@ -110,21 +110,9 @@ _ARCHITECTURE_KEYS = (
 
 
 class RQVAE(nn.Module):
-    def __init__(
-        self,
-        in_dim,
-        hidden_sizes=(2048, 1024, 512, 256),
-        code_dim=128,
-        levels=3,
-        codebook_size=256,
-        vq_type="ema",
-        beta=0.25,
-        decay=0.99,
-        eps=1e-5,
-        detach_residual=True,
-        dropout=0.0,
-        dead_code_restart=False,
-    ):
+    def __init__(self, in_dim, hidden_sizes=(2048, 1024, 512, 256), code_dim=128, levels=3, codebook_size=256,
+                 vq_type="ema", beta=0.25, decay=0.99, eps=1e-5, detach_residual=True, dropout=0.0,
+                 dead_code_restart=False):
         super().__init__()
         sizes = [in_dim, *hidden_sizes, code_dim]
         self.encoder = mlp(sizes, dropout)
@@ -198,8 +186,7 @@ def train_rqvae(x, train_idx, params, seed=0, device="cpu", keep_last=1, show_pr
     if keep_last > epochs:
         raise ConfigError(f"sid_num_tokenizers={keep_last} needs rq_epochs >= {keep_last}, got rq_epochs={epochs}.")
     device = torch.device(device)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         arch = {key: p[key] for key in _ARCHITECTURE_KEYS}  # the settings are RQVAE's arguments
         model = RQVAE(x.shape[1], decay=float(p["ema_decay"]), eps=float(p["ema_eps"]), **arch).to(device)
@@ -209,13 +196,9 @@ def train_rqvae(x, train_idx, params, seed=0, device="cpu", keep_last=1, show_pr
         if p["kmeans_init"]:
             model.kmeans_init(x_train, seed=seed, niter=int(p["kmeans_iters"]))
         init_codes = model.encode(x_train)
-        history = {
-            "init_seconds": time.time() - t0,
-            "init_level_usage": [int(len(np.unique(init_codes[:, h]))) for h in range(init_codes.shape[1])],
-            "loss": [],
-            "recon_mse": [],
-            "unused_codes_last_batch": [],
-        }
+        history = {"init_seconds": time.time() - t0,
+                   "init_level_usage": [int(len(np.unique(init_codes[:, h]))) for h in range(init_codes.shape[1])],
+                   "loss": [], "recon_mse": [], "unused_codes_last_batch": []}
         optimizer = make_optimizer(p["optimizer"], [q for q in model.parameters() if q.requires_grad], float(p["lr"]), float(p["weight_decay"]))
         generator = torch.Generator().manual_seed(seed)
         batch_size = int(p["batch_size"])

@@ -37,15 +37,8 @@ def read_item_table(path, sep="\t", encoding="utf-8"):
     """The columns of an atomic ``.item`` file as strings (types stripped from the header)."""
     import pandas as pd
 
-    frame = pd.read_csv(
-        path,
-        sep=sep,
-        dtype=str,
-        keep_default_na=False,
-        quoting=csv.QUOTE_NONE,
-        encoding=encoding,
-        engine="c" if len(sep) == 1 else "python",
-    )
+    frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE, encoding=encoding,
+                        engine="c" if len(sep) == 1 else "python")
     frame.columns = [str(col).split(":")[0] for col in frame.columns]
     return frame
 
@@ -79,8 +72,6 @@ def item_texts(path, item_ids, id_field, wanted, template=None, sep="\t", encodi
         logger.info(f"Semantic IDs: text fields {skipped} are not in [{path}]; using {fields}.")
     rows = {}
     for values in zip(table[id_field], *(table[f] for f in fields)):
-        if values[0] in rows:
-            continue
         record = {f: v.strip() for f, v in zip(fields, values[1:])}
         if template:
             try:
