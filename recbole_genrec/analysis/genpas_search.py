@@ -54,13 +54,16 @@ from scipy.stats import rankdata
 
 from recbole_genrec.defaults import package_defaults
 from recbole_genrec.errors import ConfigError, UserError
+from recbole_genrec.safe_io import atomic_write_text
 from recbole_genrec.data.genpas import (
     INF,
     PRESETS,
     GenPASSampler,
     format_exponent,
+    group_positions,
     kl_divergence,
     parse_exponent,
+    preset_name,
     target_distribution,
 )
 
@@ -191,8 +194,8 @@ class WindowSimilarity:
         off = seqs.offsets[rows] + start - 1
         w_len = t - start
         self.w_target = seqs.items[seqs.offsets[rows] + t - 1]
-        w_ptr = np.concatenate([[0], np.cumsum(w_len)])
-        flat_items = seqs.items[np.repeat(off, w_len) + np.arange(w_ptr[-1]) - np.repeat(w_ptr[:-1], w_len)]
+        w_ptr, pos = group_positions(w_len)
+        flat_items = seqs.items[np.repeat(off, w_len) + pos]
         # windows x items (binary) and its column counts (inverted-index sizes)
         self.wmat_t = sp.csr_matrix(
             (np.ones(flat_items.size, np.float32), flat_items, w_ptr), shape=(rows.size, self.n_items)
@@ -211,9 +214,7 @@ class WindowSimilarity:
 
     def scores(self, weights, q_lists, q_lengths, q_targets, workers=-1, max_nnz=4_000_000):
         """``A[K], D[K], coverage[K]`` for ``K`` weight columns (``[n_windows, K]``) over the queries."""
-        weights = np.asarray(weights, dtype=np.float64)
-        if weights.ndim == 1:
-            weights = weights[:, None]
+        weights = np.asarray(weights, dtype=np.float64).reshape(self.n_windows, -1)
         q_lists, q_lengths = np.asarray(q_lists, np.int64), np.asarray(q_lengths, np.int64)
         q_targets = np.asarray(q_targets, dtype=np.int64)
         n_q, k_cols = q_targets.size, weights.shape[1]
@@ -322,8 +323,6 @@ def rank_candidates(records):
     Each record has ``theta``, ``A``, ``D``, ``KL`` (and ``order``, its grid position). A NaN A
     ranks last; a D of 0 makes A/D infinite.
     """
-    if not records:
-        return []
     a = np.array([r["A"] for r in records], dtype=np.float64)
     d = np.array([r["D"] for r in records], dtype=np.float64)
     rank_a = rankdata(-np.where(np.isnan(a), -np.inf, a), method="min")
@@ -366,11 +365,6 @@ def theta_config_line(theta):
     """Command-line flags that train with ``theta``."""
     a, b, g = map(format_exponent, theta)
     return f"--train_sampler=genpas --genpas_alpha={a} --genpas_beta={b} --genpas_gamma={g}"
-
-
-def theta_name(theta):
-    """The first preset whose (alpha, beta, gamma), or (alpha, beta) for a pair, is ``theta``; else ``""``."""
-    return next((name for name, triple in PRESETS.items() if triple[: len(theta)] == tuple(theta)), "")
 
 
 def _frequencies(targets, n_items):
@@ -432,7 +426,7 @@ def run_search(seqs, valid, n_items, max_len, seed, test_targets=None, grid=None
         "max_len": max_len,
         "truncation": truncation,
         "kl": [
-            {"alpha": format_exponent(a), "beta": format_exponent(b), "name": theta_name((a, b)), **row}
+            {"alpha": format_exponent(a), "beta": format_exponent(b), "name": preset_name((a, b)), **row}
             for (a, b), row in table.items()
         ],
         "kl_presets": {
@@ -440,11 +434,11 @@ def run_search(seqs, valid, n_items, max_len, seed, test_targets=None, grid=None
         },
         "candidates": [
             {**{k: v for k, v in r.items() if k not in ("theta", "order")}, "theta": tj(r["theta"]),
-             "name": theta_name(r["theta"])}
+             "name": preset_name(r["theta"])}
             for r in ranked
         ],
         "top_k": [
-            {"theta": tj(r["theta"]), "name": theta_name(r["theta"]), "config": theta_config_line(r["theta"])}
+            {"theta": tj(r["theta"]), "name": preset_name(r["theta"]), "config": theta_config_line(r["theta"])}
             for r in ranked[: int(top_k)]
         ],
         "timings": timings,
@@ -525,14 +519,10 @@ def plot_kl_heatmap(result, path):
 
 
 def write_outputs(result, out_dir, name):
-    """Write ``<name>.json`` and ``<name>_kl.png`` into ``out_dir``; return both paths."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Write ``<name>.json`` (atomically) and ``<name>_kl.png`` into ``out_dir``; return both paths."""
     json_path = os.path.join(out_dir, f"{name}.json")
     png_path = os.path.join(out_dir, f"{name}_kl.png")
-    tmp = json_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1, default=float)
-    os.replace(tmp, json_path)
+    atomic_write_text(json_path, json.dumps(result, indent=1, default=float))  # creates out_dir
     plot_kl_heatmap(result, png_path)
     return json_path, png_path
 
