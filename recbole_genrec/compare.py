@@ -102,12 +102,12 @@ def choose_on_validation(runs):
     chosen; if all failed, the first failure is the row.
     """
     runs = list(runs)
+    summary = [{"setting": s, "error": r["error"]} if "error" in r else {"setting": s, **r} for s, r in runs]
     ok = [(s, r) for s, r in runs if "error" not in r]
     if not ok:
-        return dict(runs[0][1], grid=[{"setting": s, "error": r["error"]} for s, r in runs])
+        return dict(runs[0][1], grid=summary)
     sign = 1.0 if ok[0][1].get("valid_score_bigger", True) else -1.0
     setting, best = max(ok, key=lambda sr: sign * sr[1]["best_valid_score"])  # first of equals wins
-    summary = [{"setting": s, "error": r["error"]} if "error" in r else {"setting": s, **r} for s, r in runs]
     return dict(best, chosen=setting, grid=summary)
 
 

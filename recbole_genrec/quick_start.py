@@ -85,13 +85,6 @@ def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, queue,
         queue.put(result)
 
 
-def _share_checkpoint_path(trainer):
-    """Every rank reloads the checkpoint rank 0 writes (RecBole names it by local time)."""
-    path = [trainer.saved_model_file]
-    dist.broadcast_object_list(path, src=0)
-    trainer.saved_model_file = path[0]
-
-
 def prepare_training(config, dataset):
     """Split ``dataset``, then the seeded model and its trainer: ``(train, valid, test, model, trainer)``.
 
@@ -127,8 +120,10 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     logger.info(dataset)
     train_data, valid_data, test_data, model, trainer = prepare_training(config, dataset)
     logger.info(model)
-    if not config["single_spec"]:
-        _share_checkpoint_path(trainer)
+    if not config["single_spec"]:  # every rank reloads the checkpoint rank 0 writes (named by local time)
+        path = [trainer.saved_model_file]
+        dist.broadcast_object_list(path, src=0)
+        trainer.saved_model_file = path[0]
 
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]

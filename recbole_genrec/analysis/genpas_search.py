@@ -156,7 +156,7 @@ def kl_filter(table, alphas, betas, gammas, keep="mt", include_mt=True):
                 f"Config key 'genpas_kl_keep' got {keep!r}. Fix: mt, or a fraction in (0, 1] such as 0.25."
             )
         n_keep = max(1, math.ceil(frac * len(grid_ab)))
-        best = sorted(grid_ab, key=lambda ab: (kl[ab], grid_ab.index(ab)))[:n_keep]
+        best = sorted(grid_ab, key=kl.get)[:n_keep]  # a stable sort: equal KLs stay in grid order
         kept = [ab for ab in grid_ab if ab in best]
     candidates = [(a, b, g) for a, b in kept for g in gammas]
     if include_mt and MT not in candidates:
@@ -215,8 +215,7 @@ class WindowSimilarity:
     def scores(self, weights, q_lists, q_lengths, q_targets, workers=-1, max_nnz=4_000_000):
         """``A[K], D[K], coverage[K]`` for ``K`` weight columns (``[n_windows, K]``) over the queries."""
         weights = np.asarray(weights, dtype=np.float64).reshape(self.n_windows, -1)
-        q_lists, q_lengths = np.asarray(q_lists, np.int64), np.asarray(q_lengths, np.int64)
-        q_targets = np.asarray(q_targets, dtype=np.int64)
+        q_lists, q_lengths, q_targets = (np.asarray(a, np.int64) for a in (q_lists, q_lengths, q_targets))
         n_q, k_cols = q_targets.size, weights.shape[1]
         qmask = np.arange(q_lists.shape[1])[None, :] < q_lengths[:, None]
         q_ptr = np.concatenate([[0], np.cumsum(q_lengths)])

@@ -112,11 +112,8 @@ class EpochDrawnLoader:
 
 
 class LengthBucketTrainDataLoader(EpochDrawnLoader, TrainDataLoader):
-    """RecBole's ``TrainDataLoader`` whose epochs come in length-bucketed batches (module docstring).
-
-    Same constructor; the epoch's order is :func:`bucket_order` drawn from the ``(seed, epoch)``
-    numpy Generator, so a run is reproducible and a resumed run can :meth:`set_epoch`.
-    """
+    """RecBole's ``TrainDataLoader`` (same constructor) whose epochs come in length-bucketed batches
+    (module docstring): each epoch's order is :func:`bucket_order` drawn from :func:`epoch_rng`."""
 
     def __init__(self, config, dataset, sampler, shuffle=False):
         self.chunk_batches = length_bucket_batches(config)

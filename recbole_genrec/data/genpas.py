@@ -370,9 +370,7 @@ class GenPASSampler:
 
     def input_low(self, t):
         """Smallest allowed window start for target ``t``."""
-        if self.truncation == "restrict" and self.max_len is not None:
-            return max(1, t - self.max_len)
-        return 1
+        return self.window_low(t) if self.truncation == "restrict" else 1
 
     def input_table(self, t):
         """``P(i | t)`` for ``i = input_low(t)..t-1``."""

@@ -182,20 +182,17 @@ class MTGRecCurriculum(TrainerHook):
         n_tok = model.n_tokenizers
         k_train = max(1, math.ceil(self.sample_ratio * len(self.train_data)))
         k_valid = max(1, math.ceil(self.sample_ratio * len(self.valid_data)))
+
+        def tokenizer_gradient(loader, k, tok):  # over the first k batches of loader, written with tokenizer tok
+            return mean_gradient(model, params, _take(loader, k), lambda batch: model.tokenizer_loss(batch, tok))
+
         try:
             t0 = time.perf_counter()
-            H = torch.stack(
-                [
-                    mean_gradient(model, params, _take(self.valid_data, k_valid), lambda b, j=j: model.tokenizer_loss(b, j))
-                    for j in (self.valid_tokenizers if self.valid_tokenizers is not None else range(n_tok))
-                ]
-            )
+            valid_tokenizers = self.valid_tokenizers if self.valid_tokenizers is not None else range(n_tok)
+            H = torch.stack([tokenizer_gradient(self.valid_data, k_valid, j) for j in valid_tokenizers])
             valid_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
-            train_grads = (
-                mean_gradient(model, params, _take(self.train_data, k_train), lambda b, i=i: model.tokenizer_loss(b, i))
-                for i in range(n_tok)
-            )
+            train_grads = (tokenizer_gradient(self.train_data, k_train, i) for i in range(n_tok))
             I, S = influence(train_grads, H, m, v, beta1, beta2, eps, self.mode, lr, step)
             train_seconds = time.perf_counter() - t0
         finally:
