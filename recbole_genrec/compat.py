@@ -43,10 +43,7 @@ from recbole_genrec.safe_io import atomic_torch_save
 
 
 def allow_recbole_checkpoints(config_class):
-    """Allow torch's safe unpickler the non-tensor classes a RecBole checkpoint holds (idempotent).
-
-    ``config_class``: the type of its config.
-    """
+    """Allow torch's safe unpickler a checkpoint's non-tensor classes (its config: a ``config_class``; idempotent)."""
     enums = [
         getattr(enum_type, name)
         for name in ("ModelType", "InputType", "EvaluatorType", "FeatureType", "FeatureSource", "KGDataLoaderState")

@@ -71,8 +71,7 @@ def run_recbole_genrec(
 
     world_size = nproc if world_size == -1 else world_size
     queue = mp.get_context("spawn").SimpleQueue()
-    distributed = {"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset}
-    config_dict = dict(config_dict or {}, **distributed)
+    config_dict = dict(config_dict or {}, world_size=world_size, ip=ip, port=port, nproc=nproc, offset=group_offset)
     args = (model, dataset, config_file_list, config_dict, saved, queue, argv)
     mp.spawn(_run_rank, args=args, nprocs=nproc, join=True)
     return None if queue.empty() else queue.get()

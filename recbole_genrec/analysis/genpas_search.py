@@ -143,8 +143,7 @@ def kl_filter(table, alphas, betas, gammas, keep="mt", include_mt=True):
     grid_ab = [(a, b) for a in alphas for b in betas]
     kl = {ab: table[ab]["valid"] for ab in grid_ab}
     mt_kl = table[MT[:2]]["valid"]
-    keep_text = str(keep).strip().lower()
-    if keep_text == "mt":
+    if str(keep).strip().lower() == "mt":
         kept = [ab for ab in grid_ab if kl[ab] <= mt_kl * (1 + 1e-12)]
     else:
         try:
@@ -530,10 +529,8 @@ def search_from_config(config, write=True):
     """Load ``config['dataset']`` as RecBole would, run the search with the ``genpas_*`` keys."""
     from recbole_genrec.utils import create_dataset
 
-    logger = getLogger()
     t0 = time.perf_counter()
-    dataset = create_dataset(config)
-    train_ds, valid_ds, test_ds = dataset.build()
+    train_ds, valid_ds, test_ds = create_dataset(config).build()
     seqs, valid, test_targets, n_items, max_len = search_inputs_from_datasets(train_ds, valid_ds, test_ds)
     t_load = time.perf_counter() - t0
 
@@ -555,7 +552,7 @@ def search_from_config(config, write=True):
     if write:
         out_dir = config["genpas_search_out"] or os.path.join(config["checkpoint_dir"], "genpas_search")
         result["outputs"] = list(write_outputs(result, out_dir, f"genpas_search_{config['dataset']}"))
-        logger.info(f"GenPAS search written to {result['outputs'][0]} and {result['outputs'][1]}")
+        getLogger().info(f"GenPAS search written to {result['outputs'][0]} and {result['outputs'][1]}")
     return result
 
 

@@ -321,8 +321,7 @@ def target_probs_per_position(seqs, alpha, beta):
 
 def target_distribution(seqs, alpha, beta, n_items):
     """``p_theta(v) = sum_u P(u) sum_t P(t|u) [s_{u,t} = v]`` as a length-``n_items`` vector."""
-    w = target_probs_per_position(seqs, alpha, beta)
-    return np.bincount(seqs.items, weights=w, minlength=n_items)[:n_items]
+    return np.bincount(seqs.items, weights=target_probs_per_position(seqs, alpha, beta), minlength=n_items)[:n_items]
 
 
 def kl_divergence(q, p, eps=KL_EPS):
@@ -359,8 +358,7 @@ class GenPASSampler:
         self.max_len = None if max_len is None else int(max_len)
         self.truncation = truncation
         self.lengths = seqs.lengths
-        self.user_p = user_probs(self.lengths, self.alpha)
-        self._user_cdf = _cdf(self.user_p)
+        self._user_cdf = _cdf(user_probs(self.lengths, self.alpha))
         self._t_cdfs = {}  # the draw tables of target_table(n) and input_table(t), cached per key
         self._i_cdfs = {}
 
@@ -423,8 +421,7 @@ class GenPASSampler:
         Under ``cut`` every ``i <= t - L`` truncates to the start ``t - L``, so their mass is merged.
         """
         p = self.input_table(t)
-        low = self.window_low(t)
-        extra = low - self.input_low(t)  # entries that collapse onto ``low``
+        extra = self.window_low(t) - self.input_low(t)  # entries that collapse onto window_low(t)
         if extra > 0:
             p = np.concatenate([[p[: extra + 1].sum()], p[extra + 1 :]])
         return p
