@@ -221,11 +221,9 @@ class WindowSimilarity:
         q_items = q_lists[qmask]
         qmat = sp.csr_matrix((np.ones(q_items.size, np.float32), q_items, q_ptr), shape=(n_q, self.n_items))
         q_str = _as_strings(q_lists, q_lengths, self.char_base)
-        # P_theta(y = v) for every item, and per query
-        p_y = np.zeros((self.n_items, k_cols))
-        for k in range(k_cols):
-            p_y[:, k] = np.bincount(self.w_target, weights=weights[:, k], minlength=self.n_items)[: self.n_items]
-        p_v = p_y[q_targets]  # [Q, K]
+        # P_theta(y = v) for every item (one column per theta), then per query: [Q, K]
+        p_y = [np.bincount(self.w_target, weights=w, minlength=self.n_items)[: self.n_items] for w in weights.T]
+        p_v = np.stack(p_y, 1)[q_targets]
         rest = weights.sum(0)[None, :] - p_v
         num_same = np.zeros((n_q, k_cols))
         num_diff = np.zeros((n_q, k_cols))
