@@ -92,10 +92,7 @@ def ned(a, b):
     Insertions, deletions and substitutions cost 1. ``ned([1,2,3,4], [1,3,4]) == 0.25``; disjoint
     sequences give 1; identical ones 0 (two empty sequences: 0).
     """
-    a, b = list(a), list(b)
-    if not a and not b:
-        return 0.0
-    return Levenshtein.distance(a, b) / max(len(a), len(b))
+    return Levenshtein.normalized_distance(list(a), list(b))
 
 
 def _as_strings(padded, lengths, base):
