@@ -102,19 +102,17 @@ def choose_on_validation(runs):
     chosen; if all failed, the first failure is the row.
     """
     runs = list(runs)
+    summary = [{"setting": s, "error": r["error"]} if "error" in r else {"setting": s, **r} for s, r in runs]
     ok = [(s, r) for s, r in runs if "error" not in r]
     if not ok:
-        return dict(runs[0][1], grid=[{"setting": s, "error": r["error"]} for s, r in runs])
+        return dict(runs[0][1], grid=summary)
     sign = 1.0 if ok[0][1].get("valid_score_bigger", True) else -1.0
     setting, best = max(ok, key=lambda sr: sign * sr[1]["best_valid_score"])  # first of equals wins
-    summary = [{"setting": s, "error": r["error"]} if "error" in r else {"setting": s, **r} for s, r in runs]
     return dict(best, chosen=setting, grid=summary)
 
 
 def grid_row(grid, done):
-    """The results row of a grid of which ``done`` (``{setting label: result}``) has run; the rest are
-    listed as :data:`NOT_RUN` (the row is written after every setting, so an interrupted grid keeps
-    what it finished)."""
+    """The results row of a grid of which ``done`` (``{setting label: result}``) has run; the rest: :data:`NOT_RUN`."""
     return choose_on_validation([(s, done.get(setting_label(s), {"error": NOT_RUN})) for s in grid])
 
 
@@ -207,13 +205,6 @@ def check_model_names(models):
         get_model(model)
 
 
-def load_previous(path, settings):
-    """The results.json that ``--append`` extends; its settings must equal this run's."""
-    previous = read_results_json(path, "--append", missing_fix=" Fix: run without --append first.")
-    check_comparable(previous, settings, f"--append: '{path}'")
-    return previous
-
-
 def read_results_json(path, flag, missing_fix=""):
     """A comparison's results.json, or a ConfigError naming the file when it is missing or not one."""
     if not os.path.isfile(path):
@@ -267,10 +258,7 @@ def run_model(model, dataset, config_files, config_dict, overrides, result_path)
 
 
 def metric_names(results):
-    for result in results.values():
-        if "test_result" in result:
-            return list(result["test_result"])
-    return []
+    return next((list(r["test_result"]) for r in results.values() if "test_result" in r), [])
 
 
 def markdown_table(results, command):
@@ -391,16 +379,13 @@ def merge(folders, out):
     Refuses folders whose dataset, shared config files, budget or overrides differ.
     """
     payloads = [read_results_json(os.path.join(folder, "results.json"), "--merge") for folder in folders]
-    first = payloads[0]
-    for folder, payload in zip(folders[1:], payloads[1:]):
-        check_comparable(payload, first, f"--merge: '{folder}'")
-    merged = dict(first, commands=[], results={}, model_config={})
-    for payload in payloads:
+    merged = dict(payloads[0], commands=[], results={}, model_config={})
+    for folder, payload in zip(folders, payloads):
+        check_comparable(payload, payloads[0], f"--merge: '{folder}'")
         merged["commands"] += payload["commands"]
         merged["results"].update(payload["results"])
         merged["model_config"].update(payload["model_config"])
-    os.makedirs(out, exist_ok=True)
-    return write_outputs(out, merged)
+    return write_outputs(out, merged)  # (its first write creates ``out``)
 
 
 def compare(argv=None):
@@ -423,8 +408,10 @@ def compare(argv=None):
     if args.keep_finished and not args.grid:
         raise ConfigError("--keep_finished continues a grid: give it with the same --grid.")
     # a grid stopped in its first setting has no results.json yet: --keep_finished still resumes it
-    if args.append or (args.keep_finished and os.path.isfile(os.path.join(out, "results.json"))):
-        previous = load_previous(os.path.join(out, "results.json"), settings)
+    path = os.path.join(out, "results.json")
+    if args.append or (args.keep_finished and os.path.isfile(path)):  # extend it: its settings must equal these
+        previous = read_results_json(path, "--append", missing_fix=" Fix: run without --append first.")
+        check_comparable(previous, settings, f"--append: '{path}'")
         results, commands = previous["results"], previous["commands"] + [command]
         # the rows kept from the earlier run keep their config files; a rerun row gets this run's
         recorded = {k: v for k, v in previous.get("model_config", {}).items() if k not in models} | per_model

@@ -42,8 +42,8 @@ from recbole_genrec.errors import ConfigError
 from recbole_genrec.safe_io import atomic_torch_save
 
 
-def checkpoint_safe_globals(config_class):
-    """The non-tensor classes a RecBole checkpoint holds (``config_class``: the type of its config)."""
+def allow_recbole_checkpoints(config_class):
+    """Allow torch's safe unpickler a checkpoint's non-tensor classes (its config: a ``config_class``; idempotent)."""
     enums = [
         getattr(enum_type, name)
         for name in ("ModelType", "InputType", "EvaluatorType", "FeatureType", "FeatureSource", "KGDataLoaderState")
@@ -55,12 +55,7 @@ def checkpoint_safe_globals(config_class):
         np.dtype,
         *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)),
     ]
-    return [config_class, torch.device, *enums, *numpy_scalars]
-
-
-def allow_recbole_checkpoints(config_class):
-    """Register the allow-list with torch's safe unpickler (idempotent)."""
-    torch.serialization.add_safe_globals(checkpoint_safe_globals(config_class))
+    torch.serialization.add_safe_globals([config_class, torch.device, *enums, *numpy_scalars])
 
 
 # ---- other_parameter() as tensors and plain containers -------------------------------------

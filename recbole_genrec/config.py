@@ -29,10 +29,9 @@ from recbole.config import Config as RecBoleConfig
 from recbole.config.configurator import dataset_arguments, evaluation_arguments, general_arguments, training_arguments
 
 from recbole_genrec.checks import check_run_values, recbole_config_errors
+from recbole_genrec.defaults import PROPERTIES_DIR
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.utils import get_model
-
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
 
 # Keys of the launch itself (the command line's --model/--dataset/--config_files and the
 # distributed-run arguments of RecBole's and our quick start), which no yaml file holds.

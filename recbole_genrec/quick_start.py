@@ -71,8 +71,7 @@ def run_recbole_genrec(
 
     world_size = nproc if world_size == -1 else world_size
     queue = mp.get_context("spawn").SimpleQueue()
-    distributed = {"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset}
-    config_dict = dict(config_dict or {}, **distributed)
+    config_dict = dict(config_dict or {}, world_size=world_size, ip=ip, port=port, nproc=nproc, offset=group_offset)
     args = (model, dataset, config_file_list, config_dict, saved, queue, argv)
     mp.spawn(_run_rank, args=args, nprocs=nproc, join=True)
     return None if queue.empty() else queue.get()
@@ -83,13 +82,6 @@ def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, queue,
     result = run_single(model, dataset, config_file_list, config_dict, saved, argv)
     if rank == 0:
         queue.put(result)
-
-
-def _share_checkpoint_path(trainer):
-    """Every rank reloads the checkpoint rank 0 writes (RecBole names it by local time)."""
-    path = [trainer.saved_model_file]
-    dist.broadcast_object_list(path, src=0)
-    trainer.saved_model_file = path[0]
 
 
 def prepare_training(config, dataset):
@@ -127,8 +119,10 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     logger.info(dataset)
     train_data, valid_data, test_data, model, trainer = prepare_training(config, dataset)
     logger.info(model)
-    if not config["single_spec"]:
-        _share_checkpoint_path(trainer)
+    if not config["single_spec"]:  # every rank reloads the checkpoint rank 0 writes (named by local time)
+        path = [trainer.saved_model_file]
+        dist.broadcast_object_list(path, src=0)
+        trainer.saved_model_file = path[0]
 
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]

@@ -143,12 +143,6 @@ def create_dataset(config):
         return create_recbole_dataset(config)
 
 
-def uses_train_sampler(config):
-    """True when ``train_sampler`` asks for GenPAS pairs instead of RecBole's augmentation."""
-    sampler = config["train_sampler"]
-    return sampler is not None and str(sampler).lower() != "default"
-
-
 def data_preparation(config, dataset):
     """RecBole's ``data_preparation``; with ``train_sampler`` set, the training loader draws
     GenPAS pairs; with ``length_bucket_batches > 0`` its batches are length-bucketed
@@ -158,7 +152,8 @@ def data_preparation(config, dataset):
     from recbole_genrec.data.no_pickle import recbole_data_preparation
 
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
-    if uses_train_sampler(config):
+    sampler = config["train_sampler"]
+    if sampler is not None and str(sampler).lower() != "default":  # GenPAS pairs instead of RecBole's augmentation
         train_data = GenPASTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
     elif length_bucket_batches(config) > 0:
         train_data = LengthBucketTrainDataLoader(

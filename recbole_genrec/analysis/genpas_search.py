@@ -54,13 +54,16 @@ from scipy.stats import rankdata
 
 from recbole_genrec.defaults import package_defaults
 from recbole_genrec.errors import ConfigError, UserError
+from recbole_genrec.safe_io import atomic_write_text
 from recbole_genrec.data.genpas import (
     INF,
     PRESETS,
     GenPASSampler,
     format_exponent,
+    group_positions,
     kl_divergence,
     parse_exponent,
+    preset_name,
     target_distribution,
 )
 
@@ -89,10 +92,7 @@ def ned(a, b):
     Insertions, deletions and substitutions cost 1. ``ned([1,2,3,4], [1,3,4]) == 0.25``; disjoint
     sequences give 1; identical ones 0 (two empty sequences: 0).
     """
-    a, b = list(a), list(b)
-    if not a and not b:
-        return 0.0
-    return Levenshtein.distance(a, b) / max(len(a), len(b))
+    return Levenshtein.normalized_distance(list(a), list(b))
 
 
 def _as_strings(padded, lengths, base):
@@ -140,8 +140,7 @@ def kl_filter(table, alphas, betas, gammas, keep="mt", include_mt=True):
     grid_ab = [(a, b) for a in alphas for b in betas]
     kl = {ab: table[ab]["valid"] for ab in grid_ab}
     mt_kl = table[MT[:2]]["valid"]
-    keep_text = str(keep).strip().lower()
-    if keep_text == "mt":
+    if str(keep).strip().lower() == "mt":
         kept = [ab for ab in grid_ab if kl[ab] <= mt_kl * (1 + 1e-12)]
     else:
         try:
@@ -153,7 +152,7 @@ def kl_filter(table, alphas, betas, gammas, keep="mt", include_mt=True):
                 f"Config key 'genpas_kl_keep' got {keep!r}. Fix: mt, or a fraction in (0, 1] such as 0.25."
             )
         n_keep = max(1, math.ceil(frac * len(grid_ab)))
-        best = sorted(grid_ab, key=lambda ab: (kl[ab], grid_ab.index(ab)))[:n_keep]
+        best = sorted(grid_ab, key=kl.get)[:n_keep]  # a stable sort: equal KLs stay in grid order
         kept = [ab for ab in grid_ab if ab in best]
     candidates = [(a, b, g) for a, b in kept for g in gammas]
     if include_mt and MT not in candidates:
@@ -191,8 +190,8 @@ class WindowSimilarity:
         off = seqs.offsets[rows] + start - 1
         w_len = t - start
         self.w_target = seqs.items[seqs.offsets[rows] + t - 1]
-        w_ptr = np.concatenate([[0], np.cumsum(w_len)])
-        flat_items = seqs.items[np.repeat(off, w_len) + np.arange(w_ptr[-1]) - np.repeat(w_ptr[:-1], w_len)]
+        w_ptr, pos = group_positions(w_len)
+        flat_items = seqs.items[np.repeat(off, w_len) + pos]
         # windows x items (binary) and its column counts (inverted-index sizes)
         self.wmat_t = sp.csr_matrix(
             (np.ones(flat_items.size, np.float32), flat_items, w_ptr), shape=(rows.size, self.n_items)
@@ -211,22 +210,17 @@ class WindowSimilarity:
 
     def scores(self, weights, q_lists, q_lengths, q_targets, workers=-1, max_nnz=4_000_000):
         """``A[K], D[K], coverage[K]`` for ``K`` weight columns (``[n_windows, K]``) over the queries."""
-        weights = np.asarray(weights, dtype=np.float64)
-        if weights.ndim == 1:
-            weights = weights[:, None]
-        q_lists, q_lengths = np.asarray(q_lists, np.int64), np.asarray(q_lengths, np.int64)
-        q_targets = np.asarray(q_targets, dtype=np.int64)
+        weights = np.asarray(weights, dtype=np.float64).reshape(self.n_windows, -1)
+        q_lists, q_lengths, q_targets = (np.asarray(a, np.int64) for a in (q_lists, q_lengths, q_targets))
         n_q, k_cols = q_targets.size, weights.shape[1]
         qmask = np.arange(q_lists.shape[1])[None, :] < q_lengths[:, None]
         q_ptr = np.concatenate([[0], np.cumsum(q_lengths)])
         q_items = q_lists[qmask]
         qmat = sp.csr_matrix((np.ones(q_items.size, np.float32), q_items, q_ptr), shape=(n_q, self.n_items))
         q_str = _as_strings(q_lists, q_lengths, self.char_base)
-        # P_theta(y = v) for every item, and per query
-        p_y = np.zeros((self.n_items, k_cols))
-        for k in range(k_cols):
-            p_y[:, k] = np.bincount(self.w_target, weights=weights[:, k], minlength=self.n_items)[: self.n_items]
-        p_v = p_y[q_targets]  # [Q, K]
+        # P_theta(y = v) for every item (one column per theta), then per query: [Q, K]
+        p_y = [np.bincount(self.w_target, weights=w, minlength=self.n_items)[: self.n_items] for w in weights.T]
+        p_v = np.stack(p_y, 1)[q_targets]
         rest = weights.sum(0)[None, :] - p_v
         num_same = np.zeros((n_q, k_cols))
         num_diff = np.zeros((n_q, k_cols))
@@ -322,8 +316,6 @@ def rank_candidates(records):
     Each record has ``theta``, ``A``, ``D``, ``KL`` (and ``order``, its grid position). A NaN A
     ranks last; a D of 0 makes A/D infinite.
     """
-    if not records:
-        return []
     a = np.array([r["A"] for r in records], dtype=np.float64)
     d = np.array([r["D"] for r in records], dtype=np.float64)
     rank_a = rankdata(-np.where(np.isnan(a), -np.inf, a), method="min")
@@ -366,11 +358,6 @@ def theta_config_line(theta):
     """Command-line flags that train with ``theta``."""
     a, b, g = map(format_exponent, theta)
     return f"--train_sampler=genpas --genpas_alpha={a} --genpas_beta={b} --genpas_gamma={g}"
-
-
-def theta_name(theta):
-    """The first preset whose (alpha, beta, gamma), or (alpha, beta) for a pair, is ``theta``; else ``""``."""
-    return next((name for name, triple in PRESETS.items() if triple[: len(theta)] == tuple(theta)), "")
 
 
 def _frequencies(targets, n_items):
@@ -432,7 +419,7 @@ def run_search(seqs, valid, n_items, max_len, seed, test_targets=None, grid=None
         "max_len": max_len,
         "truncation": truncation,
         "kl": [
-            {"alpha": format_exponent(a), "beta": format_exponent(b), "name": theta_name((a, b)), **row}
+            {"alpha": format_exponent(a), "beta": format_exponent(b), "name": preset_name((a, b)), **row}
             for (a, b), row in table.items()
         ],
         "kl_presets": {
@@ -440,11 +427,11 @@ def run_search(seqs, valid, n_items, max_len, seed, test_targets=None, grid=None
         },
         "candidates": [
             {**{k: v for k, v in r.items() if k not in ("theta", "order")}, "theta": tj(r["theta"]),
-             "name": theta_name(r["theta"])}
+             "name": preset_name(r["theta"])}
             for r in ranked
         ],
         "top_k": [
-            {"theta": tj(r["theta"]), "name": theta_name(r["theta"]), "config": theta_config_line(r["theta"])}
+            {"theta": tj(r["theta"]), "name": preset_name(r["theta"]), "config": theta_config_line(r["theta"])}
             for r in ranked[: int(top_k)]
         ],
         "timings": timings,
@@ -525,14 +512,10 @@ def plot_kl_heatmap(result, path):
 
 
 def write_outputs(result, out_dir, name):
-    """Write ``<name>.json`` and ``<name>_kl.png`` into ``out_dir``; return both paths."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Write ``<name>.json`` (atomically) and ``<name>_kl.png`` into ``out_dir``; return both paths."""
     json_path = os.path.join(out_dir, f"{name}.json")
     png_path = os.path.join(out_dir, f"{name}_kl.png")
-    tmp = json_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1, default=float)
-    os.replace(tmp, json_path)
+    atomic_write_text(json_path, json.dumps(result, indent=1, default=float))  # creates out_dir
     plot_kl_heatmap(result, png_path)
     return json_path, png_path
 
@@ -541,10 +524,8 @@ def search_from_config(config, write=True):
     """Load ``config['dataset']`` as RecBole would, run the search with the ``genpas_*`` keys."""
     from recbole_genrec.utils import create_dataset
 
-    logger = getLogger()
     t0 = time.perf_counter()
-    dataset = create_dataset(config)
-    train_ds, valid_ds, test_ds = dataset.build()
+    train_ds, valid_ds, test_ds = create_dataset(config).build()
     seqs, valid, test_targets, n_items, max_len = search_inputs_from_datasets(train_ds, valid_ds, test_ds)
     t_load = time.perf_counter() - t0
 
@@ -566,7 +547,7 @@ def search_from_config(config, write=True):
     if write:
         out_dir = config["genpas_search_out"] or os.path.join(config["checkpoint_dir"], "genpas_search")
         result["outputs"] = list(write_outputs(result, out_dir, f"genpas_search_{config['dataset']}"))
-        logger.info(f"GenPAS search written to {result['outputs'][0]} and {result['outputs'][1]}")
+        getLogger().info(f"GenPAS search written to {result['outputs'][0]} and {result['outputs'][1]}")
     return result
 
 

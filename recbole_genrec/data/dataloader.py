@@ -53,6 +53,7 @@ from recbole_genrec.data.genpas import (
     enumerate_pairs,
     epoch_rng,
     format_exponent,
+    group_positions,
     parse_pairs_per_epoch,
     sampler_spec_from_config,
 )
@@ -111,11 +112,8 @@ class EpochDrawnLoader:
 
 
 class LengthBucketTrainDataLoader(EpochDrawnLoader, TrainDataLoader):
-    """RecBole's ``TrainDataLoader`` whose epochs come in length-bucketed batches (module docstring).
-
-    Same constructor; the epoch's order is :func:`bucket_order` drawn from the ``(seed, epoch)``
-    numpy Generator, so a run is reproducible and a resumed run can :meth:`set_epoch`.
-    """
+    """RecBole's ``TrainDataLoader`` (same constructor) whose epochs come in length-bucketed batches
+    (module docstring): each epoch's order is :func:`bucket_order` drawn from :func:`epoch_rng`."""
 
     def __init__(self, config, dataset, sampler, shuffle=False):
         self.chunk_batches = length_bucket_batches(config)
@@ -175,15 +173,13 @@ class TrainSequences:
         users, starts, counts = np.unique(uid[order], return_index=True, return_counts=True)
         first = order[starts]
         hist_len = inter[len_field].numpy()[first].astype(np.int64)
-        lengths = hist_len + counts
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(hist_len + counts)]).astype(np.int64)
 
         # positions of the first example's history, and of every example's target
         hist_rows = np.repeat(first, hist_len)
-        hist_cols = np.arange(hist_len.sum()) - np.repeat(np.cumsum(hist_len) - hist_len, hist_len)
+        hist_cols = group_positions(hist_len)[1]
         hist_pos = np.repeat(offsets[:-1], hist_len) + hist_cols
-        k_in_user = np.arange(order.size) - np.repeat(starts, counts)
-        tgt_pos = np.repeat(offsets[:-1] + hist_len, counts) + k_in_user
+        tgt_pos = np.repeat(offsets[:-1] + hist_len, counts) + group_positions(counts)[1]
 
         total = int(offsets[-1])
         self.fields = {}

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from recbole.data.dataset import SequentialDataset
 
+from recbole_genrec.data.genpas import group_positions
 from recbole_genrec.defaults import package_defaults
 from recbole_genrec.errors import ConfigError
 from recbole_genrec.tokenizer.build import ItemCatalog, build_semantic_ids
@@ -71,10 +72,8 @@ def training_item_mask(config, dataset):
         uid = _column(inter, uid_field)
         order_key = _column(inter, time_field) if time_field in inter.columns else np.arange(len(uid))
         order = np.lexsort((np.arange(len(uid)), order_key, uid))  # by user, then time, then file order
-        uid_sorted = uid[order]
-        starts = np.flatnonzero(np.r_[True, uid_sorted[1:] != uid_sorted[:-1]])
-        lengths = np.diff(np.r_[starts, len(uid_sorted)])
-        position = np.arange(len(uid_sorted)) - np.repeat(starts, lengths)
+        lengths = np.unique(uid[order], return_counts=True)[1]  # per user, in the sorted order
+        position = group_positions(lengths)[1]
         length = np.repeat(lengths, lengths)
         if "LS" in split:
             hold = 1 if split["LS"] == "test_only" else 2

@@ -54,6 +54,7 @@ SAMPLER_CHOICES = ("default", "LT", "MT", "SW", "genpas")
 MODES = ("sample", "enumerate")
 TRUNCATIONS = ("cut", "restrict")
 KL_EPS = 1e-10
+EXPONENT_KEYS = ("genpas_alpha", "genpas_beta", "genpas_gamma")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -141,7 +142,12 @@ class SamplerSpec:
 
     def preset(self):
         """The preset whose triple equals ``theta`` (or ``None``)."""
-        return next((name for name, triple in PRESETS.items() if triple == self.theta), None)
+        return preset_name(self.theta) or None
+
+
+def preset_name(theta):
+    """The first preset whose (alpha, beta, gamma), or (alpha, beta) for a pair, is ``theta``; else ``""``."""
+    return next((name for name, triple in PRESETS.items() if triple[: len(theta)] == tuple(theta)), "")
 
 
 def _or(value, unset):
@@ -177,13 +183,10 @@ def sampler_spec_from_config(config):
             f"Config key 'genpas_truncation' got {truncation!r}. Fix: one of {', '.join(TRUNCATIONS)}."
         )
     if canon in PRESETS:
-        alpha, beta, gamma = PRESETS[canon]
+        theta = PRESETS[canon]
     else:
-        mt = PRESETS["MT"]
-        alpha = parse_exponent(_or(config["genpas_alpha"], mt[0]), "genpas_alpha")
-        beta = parse_exponent(_or(config["genpas_beta"], mt[1]), "genpas_beta")
-        gamma = parse_exponent(_or(config["genpas_gamma"], mt[2]), "genpas_gamma")
-    spec = SamplerSpec(canon, alpha, beta, gamma, mode, truncation)
+        theta = [parse_exponent(_or(config[key], mt), key) for key, mt in zip(EXPONENT_KEYS, PRESETS["MT"])]
+    spec = SamplerSpec(canon, *theta, mode, truncation)
     if mode == "enumerate" and spec.preset() is None:
         raise ConfigError(
             f"Config key 'genpas_mode' is 'enumerate', which exists only for the presets LT/MT/SW, "
@@ -246,6 +249,13 @@ def user_probs(lengths, alpha):
     return probs
 
 
+def group_positions(sizes):
+    """``(offsets, k)`` of consecutive groups of ``sizes``: the CSR offsets and each element's 0-based
+    position within its group."""
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    return offsets, np.arange(offsets[-1]) - np.repeat(offsets[:-1], sizes)
+
+
 def _cdf(probs):
     return np.cumsum(probs), int(np.flatnonzero(probs > 0)[-1])
 
@@ -298,11 +308,10 @@ def target_probs_per_position(seqs, alpha, beta):
     """Exact ``P(u) P(t|u)`` for every position of ``seqs.items`` (0 at each user's first item)."""
     lengths = seqs.lengths
     pu = user_probs(lengths, alpha)
-    ok = lengths >= 2
-    rows = np.flatnonzero(ok)
+    rows = np.flatnonzero(lengths >= 2)
     sizes = lengths[rows] - 1
-    offs = np.concatenate([[0], np.cumsum(sizes)])
-    tm1 = np.arange(offs[-1]) - np.repeat(offs[:-1], sizes) + 1  # t - 1 in 1..n-1
+    offs, k = group_positions(sizes)
+    tm1 = k + 1  # t - 1 in 1..n-1
     pt = grouped_power_probs(tm1, offs, beta)
     out = np.zeros(seqs.items.size, dtype=np.float64)
     pos = np.repeat(seqs.offsets[rows], sizes) + tm1  # index of s_t
@@ -312,8 +321,7 @@ def target_probs_per_position(seqs, alpha, beta):
 
 def target_distribution(seqs, alpha, beta, n_items):
     """``p_theta(v) = sum_u P(u) sum_t P(t|u) [s_{u,t} = v]`` as a length-``n_items`` vector."""
-    w = target_probs_per_position(seqs, alpha, beta)
-    return np.bincount(seqs.items, weights=w, minlength=n_items)[:n_items]
+    return np.bincount(seqs.items, weights=target_probs_per_position(seqs, alpha, beta), minlength=n_items)[:n_items]
 
 
 def kl_divergence(q, p, eps=KL_EPS):
@@ -339,7 +347,7 @@ class GenPASSampler:
     """
 
     def __init__(self, seqs, alpha, beta, gamma, max_len=None, truncation="cut"):
-        for key, x in (("genpas_alpha", alpha), ("genpas_beta", beta), ("genpas_gamma", gamma)):
+        for key, x in zip(EXPONENT_KEYS, (alpha, beta, gamma)):
             parse_exponent(x, key)
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}.")
@@ -350,41 +358,32 @@ class GenPASSampler:
         self.max_len = None if max_len is None else int(max_len)
         self.truncation = truncation
         self.lengths = seqs.lengths
-        self.user_p = user_probs(self.lengths, self.alpha)
-        self._user_cdf = _cdf(self.user_p)
-        self._t_tables = {}
-        self._i_tables = {}
+        self._user_cdf = _cdf(user_probs(self.lengths, self.alpha))
+        self._t_cdfs = {}  # the draw tables of target_table(n) and input_table(t), cached per key
+        self._i_cdfs = {}
 
-    # per-length tables (depend only on (n, beta) and (t, gamma)), cached
     def target_table(self, n):
         """``P(t | n)`` for ``t = 2..n`` (array of length ``n - 1``)."""
-        if n not in self._t_tables:
-            p = power_probs(np.arange(1, n), self.beta)
-            self._t_tables[n] = (p, _cdf(p))
-        return self._t_tables[n][0]
+        return power_probs(np.arange(1, n), self.beta)
 
     def input_low(self, t):
         """Smallest allowed window start for target ``t``."""
-        if self.truncation == "restrict" and self.max_len is not None:
-            return max(1, t - self.max_len)
-        return 1
+        return self.window_low(t) if self.truncation == "restrict" else 1
 
     def input_table(self, t):
         """``P(i | t)`` for ``i = input_low(t)..t-1``."""
-        if t not in self._i_tables:
-            p = power_probs(np.arange(self.input_low(t), t), self.gamma)
-            self._i_tables[t] = (p, _cdf(p))
-        return self._i_tables[t][0]
+        return power_probs(np.arange(self.input_low(t), t), self.gamma)
 
-    def _grouped_draw(self, keys, tables, table_fn, r):
+    def _grouped_draw(self, keys, table, cdfs, r):
         out = np.empty(keys.size, dtype=np.int64)
         order = np.argsort(keys, kind="stable")
         uniq, starts = np.unique(keys[order], return_index=True)
         bounds = np.append(starts, keys.size)
         for k, key in enumerate(uniq.tolist()):  # one iteration per distinct length, not per user
             idx = order[bounds[k] : bounds[k + 1]]
-            table_fn(key)
-            out[idx] = _draw(tables[key][1], r[idx])
+            if key not in cdfs:
+                cdfs[key] = _cdf(table(key))
+            out[idx] = _draw(cdfs[key], r[idx])
         return out
 
     def sample(self, n_pairs, rng):
@@ -392,9 +391,9 @@ class GenPASSampler:
         n_pairs = int(n_pairs)
         rows = _draw(self._user_cdf, rng.random(n_pairs))
         n = self.lengths[rows]
-        t = self._grouped_draw(n, self._t_tables, self.target_table, rng.random(n_pairs)) + 2
+        t = self._grouped_draw(n, self.target_table, self._t_cdfs, rng.random(n_pairs)) + 2
         low = np.array([self.input_low(v) for v in range(int(t.max(initial=1)) + 1)], dtype=np.int64)
-        i = self._grouped_draw(t, self._i_tables, self.input_table, rng.random(n_pairs)) + low[t]
+        i = self._grouped_draw(t, self.input_table, self._i_cdfs, rng.random(n_pairs)) + low[t]
         return rows, t, i
 
     def pair_probabilities(self):
@@ -422,8 +421,7 @@ class GenPASSampler:
         Under ``cut`` every ``i <= t - L`` truncates to the start ``t - L``, so their mass is merged.
         """
         p = self.input_table(t)
-        low = self.window_low(t)
-        extra = low - self.input_low(t)  # entries that collapse onto ``low``
+        extra = self.window_low(t) - self.input_low(t)  # entries that collapse onto window_low(t)
         if extra > 0:
             p = np.concatenate([[p[: extra + 1].sum()], p[extra + 1 :]])
         return p
@@ -447,8 +445,7 @@ class GenPASSampler:
         flat = np.concatenate(tables)
         lows = np.array([0, 0] + [self.window_low(v) for v in range(2, tmax + 1)], dtype=np.int64)
         sizes = sizes_t[t]
-        offs = np.concatenate([[0], np.cumsum(sizes)])
-        k = np.arange(offs[-1]) - np.repeat(offs[:-1], sizes)  # 0..size-1 within (row, t)
+        k = group_positions(sizes)[1]  # 0..size-1 within (row, t)
         t_w = np.repeat(t, sizes)
         rows_w = np.repeat(rows, sizes)
         p_ut = target_probs_per_position(self.seqs, self.alpha, self.beta)
@@ -463,23 +460,17 @@ def enumerate_pairs(seqs, scheme):
     ``1 <= i < t <= n``. Users with ``n < 2`` contribute nothing.
     """
     lengths = seqs.lengths
-    rows_all = np.arange(lengths.size)
-    ok = lengths >= 2
+    rows = np.flatnonzero(lengths >= 2)
     if scheme == "LT":
-        rows = rows_all[ok]
-        return rows, lengths[rows].copy(), np.ones(rows.size, dtype=np.int64)
+        return rows, lengths[rows], np.ones(rows.size, dtype=np.int64)
     if scheme == "MT":
-        rows = rows_all[ok]
         sizes = lengths[rows] - 1
-        offs = np.concatenate([[0], np.cumsum(sizes)])
-        t = np.arange(offs[-1]) - np.repeat(offs[:-1], sizes) + 2
+        t = group_positions(sizes)[1] + 2
         return np.repeat(rows, sizes), t, np.ones(t.size, dtype=np.int64)
     if scheme == "SW":
         r, t, _ = enumerate_pairs(seqs, "MT")
         sizes = t - 1  # i in 1..t-1
-        offs = np.concatenate([[0], np.cumsum(sizes)])
-        i = np.arange(offs[-1]) - np.repeat(offs[:-1], sizes) + 1
-        return np.repeat(r, sizes), np.repeat(t, sizes), i
+        return np.repeat(r, sizes), np.repeat(t, sizes), group_positions(sizes)[1] + 1
     raise ValueError(f"enumerate mode exists for LT, MT, SW only, got {scheme!r}.")
 
 

@@ -69,11 +69,6 @@ def trainable_parameters(model):
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def flat_grad(params) -> torch.Tensor:
-    """The ``.grad`` of ``params`` flattened in order (zeros where a parameter has none)."""
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for _, p in params]).double()
-
-
 def adam_moments(optimizer, params):
     """``(m, v, step)``: the flattened AdamW ``exp_avg`` / ``exp_avg_sq`` and the step count."""
     ms, vs, step = [], [], 0
@@ -87,12 +82,13 @@ def adam_moments(optimizer, params):
 
 
 def mean_gradient(model, params, batches, loss_fn) -> torch.Tensor:
-    """Mean over ``batches`` of ``grad loss_fn(batch)`` (each batch loss / #batches, accumulated)."""
+    """Mean over ``batches`` of ``grad loss_fn(batch)`` (each batch loss / #batches, accumulated),
+    flattened in ``params`` order (zeros where a parameter gets no gradient)."""
     model.zero_grad(set_to_none=True)
     batches = list(batches)
     for batch in batches:
         (loss_fn(batch) / len(batches)).backward()
-    grad = flat_grad(params)
+    grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for _, p in params]).double()
     model.zero_grad(set_to_none=True)
     return grad
 
@@ -108,14 +104,13 @@ def adam_direction(g, m, v, beta1, beta2, eps, step=None):
 
 
 def influence(train_grads, val_grads, m, v, beta1, beta2, eps, mode="code", lr=1.0, step=None):
-    """``(I [n], S [n, n])`` from ``train_grads`` (g_i, iterable of [P]) and ``val_grads`` (h_j, [n, P]).
+    """``(I [n], S [n, n])`` from ``train_grads`` (g_i, iterable of [P]) and ``val_grads`` (h_j, a [n, P] tensor).
 
     ``code``: ``S[i, j] = Γ_i · h_j``, ``I = S.mean(1)``. ``paper``: bias-corrected Γ_i and
     ``I(i) = lr * Γ_i · mean_j h_j`` (S is returned without the lr factor).
     """
-    H = torch.stack(list(val_grads)) if not torch.is_tensor(val_grads) else val_grads
     step = step if mode == "paper" else None
-    S = torch.stack([H @ adam_direction(g, m, v, beta1, beta2, eps, step) for g in train_grads])
+    S = torch.stack([val_grads @ adam_direction(g, m, v, beta1, beta2, eps, step) for g in train_grads])
     I = S.mean(1) if mode == "code" else lr * S.mean(1)
     return I, S
 
@@ -127,11 +122,6 @@ def cumulate(mode, num, den, I, lr):
         return num, den, num / den
     num = num + I
     return num, den + lr, num
-
-
-def stage_boundaries(stage_epochs):
-    """Cumulative stage ends (epochs after which p is updated), e.g. [60, 20, 20] -> [60, 80, 100]."""
-    return list(itertools.accumulate(int(n) for n in stage_epochs))
 
 
 def _take(loader, k):
@@ -153,7 +143,8 @@ class MTGRecCurriculum(TrainerHook):
     """
 
     def __init__(self, stage_epochs, tau, mode="code", sample_ratio=1.0, dropout=True, valid_tokenizers=None):
-        self.boundaries = stage_boundaries(stage_epochs)
+        # cumulative stage ends (epochs after which p is updated), e.g. [60, 20, 20] -> [60, 80, 100]
+        self.boundaries = list(itertools.accumulate(int(n) for n in stage_epochs))
         self.valid_tokenizers = valid_tokenizers
         self.tau, self.mode = float(tau), str(mode)
         self.sample_ratio, self.dropout = float(sample_ratio), bool(dropout)
@@ -191,20 +182,17 @@ class MTGRecCurriculum(TrainerHook):
         n_tok = model.n_tokenizers
         k_train = max(1, math.ceil(self.sample_ratio * len(self.train_data)))
         k_valid = max(1, math.ceil(self.sample_ratio * len(self.valid_data)))
+
+        def tokenizer_gradient(loader, k, tok):  # over the first k batches of loader, written with tokenizer tok
+            return mean_gradient(model, params, _take(loader, k), lambda batch: model.tokenizer_loss(batch, tok))
+
         try:
             t0 = time.perf_counter()
-            H = torch.stack(
-                [
-                    mean_gradient(model, params, _take(self.valid_data, k_valid), lambda b, j=j: model.tokenizer_loss(b, j))
-                    for j in (self.valid_tokenizers if self.valid_tokenizers is not None else range(n_tok))
-                ]
-            )
+            valid_tokenizers = self.valid_tokenizers if self.valid_tokenizers is not None else range(n_tok)
+            H = torch.stack([tokenizer_gradient(self.valid_data, k_valid, j) for j in valid_tokenizers])
             valid_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
-            train_grads = (
-                mean_gradient(model, params, _take(self.train_data, k_train), lambda b, i=i: model.tokenizer_loss(b, i))
-                for i in range(n_tok)
-            )
+            train_grads = (tokenizer_gradient(self.train_data, k_train, i) for i in range(n_tok))
             I, S = influence(train_grads, H, m, v, beta1, beta2, eps, self.mode, lr, step)
             train_seconds = time.perf_counter() - t0
         finally:
