@@ -32,7 +32,7 @@ def main():
     args = parser.parse_args()
     os.chdir(ROOT)
     from recbole_genrec.analysis.genpas_search import (
-        _frequencies, alignment_discrimination, sample_queries, search_inputs_from_datasets,
+        empirical_distribution, alignment_discrimination, sample_queries, search_inputs_from_datasets,
     )
     from recbole_genrec.analysis.genpas_search import main as search_command
     from recbole_genrec.config import Config
@@ -51,7 +51,8 @@ def main():
                     config_dict={"state": "WARNING"}, argv=[])
     train, valid, test = create_dataset(config).build()
     seqs, vpairs, test_targets, n_items, max_len = search_inputs_from_datasets(train, valid, test)
-    q = {name: _frequencies(targets, n_items)[1:] for name, targets in (("valid", vpairs[2]), ("test", test_targets))}
+    # over items 1..n-1 (0 is RecBole's padding, never a target)
+    q = {name: empirical_distribution(t, n_items)[1:] for name, t in (("valid", vpairs[2]), ("test", test_targets))}
     rows = {}
     t0 = time.perf_counter()
     for name, (a, b, _) in PRESETS.items():

@@ -360,7 +360,7 @@ def theta_config_line(theta):
     return f"--train_sampler=genpas --genpas_alpha={a} --genpas_beta={b} --genpas_gamma={g}"
 
 
-def _frequencies(targets, n_items):
+def empirical_distribution(targets, n_items):
     """The empirical distribution of ``targets`` over the ``n_items`` item ids."""
     q = np.bincount(np.asarray(targets, np.int64), minlength=n_items).astype(np.float64)
     return q / q.sum()
@@ -386,8 +386,8 @@ def run_search(seqs, valid, n_items, max_len, seed, test_targets=None, grid=None
     grid = parse_grid(grid)
     if int(top_k) < 1:
         raise ConfigError(f"Config key 'genpas_top_k' must be >= 1, got {top_k}.")
-    q_valid = _frequencies(valid[2], n_items)
-    q_test = _frequencies(test_targets, n_items) if test_targets is not None and len(test_targets) else None
+    q_valid = empirical_distribution(valid[2], n_items)
+    q_test = empirical_distribution(test_targets, n_items) if test_targets is not None and len(test_targets) else None
     table = kl_table(seqs, q_valid, n_items, grid["alpha"], grid["beta"], q_test)
     timings["kl_s"] = time.perf_counter() - t0
     timings["kl_per_config_s"] = timings["kl_s"] / len(table)
