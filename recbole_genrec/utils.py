@@ -149,11 +149,11 @@ def data_preparation(config, dataset):
     (:mod:`recbole_genrec.data.dataloader`). Validation and test loaders are always exactly RecBole's.
     Pickled dataloaders in ``checkpoint_dir`` are never loaded (:mod:`recbole_genrec.data.no_pickle`)."""
     from recbole_genrec.data.dataloader import GenPASTrainDataLoader, LengthBucketTrainDataLoader, length_bucket_batches
+    from recbole_genrec.data.genpas import sampler_spec_from_config
     from recbole_genrec.data.no_pickle import recbole_data_preparation
 
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
-    sampler = config["train_sampler"]
-    if sampler is not None and str(sampler).lower() != "default":  # GenPAS pairs instead of RecBole's augmentation
+    if sampler_spec_from_config(config) is not None:  # GenPAS pairs instead of RecBole's augmentation
         train_data = GenPASTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
     elif length_bucket_batches(config) > 0:
         train_data = LengthBucketTrainDataLoader(

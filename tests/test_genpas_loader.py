@@ -30,6 +30,13 @@ def prepare(data_path, tmp_path, model="SASRec", **overrides):
     return config, dataset, train, valid, test
 
 
+@pytest.mark.parametrize("name", ["default", " Default ", None])
+def test_the_default_sampler_in_any_spelling_keeps_recboles_loader(tiny_data, tmp_path, name):
+    # one rule decides (sampler_spec_from_config): a spelling it reads as the default is never a GenPAS loader
+    _, _, train, _, _ = prepare(tiny_data, tmp_path, train_sampler=name)
+    assert type(train) is TrainDataLoader
+
+
 def rows_of(inter, fields):
     """Each example as a hashable tuple over ``fields`` (lists as tuples)."""
     cols = [inter[f].numpy() for f in fields]
