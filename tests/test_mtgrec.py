@@ -388,3 +388,17 @@ def test_dead_code_restarts_stop_after_dead_code_restart_until(monkeypatch):
     codes, _ = rqvae.train_rqvae(x, np.arange(40), params, seed=0, keep_last=3, show_progress=False,
                                  on_epoch_end=lambda e, m, xa: epoch_of.update(now=e + 1))  # fmt: skip
     assert calls and max(calls) < 3  # restarts in epochs 0-2 only (half of 6)
+
+
+def test_influence_passes_build_only_the_batches_they_use():
+    from recbole_genrec.trainer.curriculum import _take
+
+    built = []
+
+    def loader():  # a loader that records every batch it builds
+        for i in range(10):
+            built.append(i)
+            yield (f"interaction {i}", "eval extras") if i % 2 else f"interaction {i}"
+
+    assert list(_take(loader(), 3)) == ["interaction 0", "interaction 1", "interaction 2"]
+    assert built == [0, 1, 2]  # the fourth batch is never built

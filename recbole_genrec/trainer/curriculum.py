@@ -125,10 +125,8 @@ def cumulate(mode, num, den, I, lr):
 
 
 def _take(loader, k):
-    for i, batch in enumerate(loader):
-        if i >= k:
-            break
-        yield batch[0] if isinstance(batch, tuple) else batch
+    """The first ``k`` batches of ``loader`` (the interaction of tuple batches), building no batch more."""
+    return (batch[0] if isinstance(batch, tuple) else batch for batch in itertools.islice(loader, k))
 
 
 class MTGRecCurriculum(TrainerHook):
