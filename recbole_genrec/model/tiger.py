@@ -194,7 +194,8 @@ class TIGER(DeclaresHooks, SequentialRecommender):
     def label_logits(self, interaction, items=None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[B, L+1, V]`` and labels ``[B, L+1]`` of the target (or ``items``) under teacher forcing.
 
-        The single place a subclass (e.g. APAO) gets per-token predictions from.
+        Where a subclass's losses on one target per user start (APAO's cross-entropy); many candidates
+        per user are decoded at once instead (``TIGER_APAO.candidate_log_probs``).
         """
         input_ids, mask = self._interaction_inputs(interaction)
         items = interaction[self.POS_ITEM_ID] if items is None else items
