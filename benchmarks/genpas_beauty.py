@@ -120,7 +120,7 @@ def main():
            f"- wall time, config + data loading + search + report: **{search_wall:.1f} s** "
            f"({os.cpu_count()} CPU cores, shared with other jobs)",
            f"- load average at the end (other engineers' jobs share the cores): "
-           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}",
+           f"{', '.join(f'{x:.1f}' for x in result['machine']['loadavg_at_end'])}",
            f"- A/D queries used: {search['n_queries_used']} of {search['n_queries']}",
            f"- data loading {t['load_s']:.1f} s, KL step {t['kl_s']:.2f} s, A/D step {t['ad_s']:.1f} s",
            f"- candidates after the KL filter: {len(search['candidates'])}",
