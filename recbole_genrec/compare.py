@@ -37,7 +37,7 @@ import sys
 import time
 
 from recbole_genrec.errors import ConfigError, UserError
-from recbole_genrec.safe_io import atomic_write_text
+from recbole_genrec.safe_io import atomic_write_text, file_lock
 
 
 def parse_args(argv):
@@ -400,7 +400,7 @@ def compare(argv=None):
     budget = {"epochs": args.epochs, "train_time_budget": args.minutes}
     config_dict = {key: value for key, value in budget.items() if value is not None}
     command = "python -m recbole_genrec.compare " + " ".join(shlex.quote(a) for a in argv)
-    results, commands, recorded = {}, [command], per_model
+    results = {}
     grid = grid_settings(args.grid)
     settings = {"dataset": args.dataset, "config_files": config_files, "budget": config_dict, "overrides": overrides}
     if args.grid:
@@ -408,13 +408,27 @@ def compare(argv=None):
     if args.keep_finished and not args.grid:
         raise ConfigError("--keep_finished continues a grid: give it with the same --grid.")
     # a grid stopped in its first setting has no results.json yet: --keep_finished still resumes it
-    path = os.path.join(out, "results.json")
-    if args.append or (args.keep_finished and os.path.isfile(path)):  # extend it: its settings must equal these
+    path, lock = os.path.join(out, "results.json"), os.path.join(out, ".results.lock")
+    appending = args.append or (args.keep_finished and os.path.isfile(path))
+    if appending:  # extend it: its settings must equal these
         previous = read_results_json(path, "--append", missing_fix=" Fix: run without --append first.")
         check_comparable(previous, settings, f"--append: '{path}'")
-        results, commands = previous["results"], previous["commands"] + [command]
-        # the rows kept from the earlier run keep their config files; a rerun row gets this run's
-        recorded = {k: v for k, v in previous.get("model_config", {}).items() if k not in models} | per_model
+        results = previous["results"]
+    own, saved = {}, False  # this run's rows; whether results.json holds this run's command yet
+
+    def save():
+        """This run's rows onto results.json as it is now, so comparisons appending to one folder at the
+        same time keep each other's rows (a new table's first write starts the file). The other rows keep
+        their config files; this run's models get this run's."""
+        nonlocal saved
+        with file_lock(lock):
+            base = read_results_json(path, "--append") if appending or saved else {"results": {}, "commands": []}
+            recorded = {k: v for k, v in base.get("model_config", {}).items() if k not in models} | per_model
+            payload = dict(settings, commands=base["commands"] + ([] if saved else [command]), model_config=recorded,
+                           results={**base["results"], **own})
+            saved = True
+            return write_outputs(out, payload)
+
     for label, model in models.items():
         print(f"[compare] {label} on {args.dataset} ...", flush=True)
         files = config_files + per_model.get(label, [])
@@ -435,11 +449,14 @@ def compare(argv=None):
                 if os.path.exists(result_path):
                     os.remove(result_path)
             # written after every run: an interrupted comparison keeps what it finished
-            results[label] = grid_row(grid, done) if args.grid else done[""]
-            table = write_outputs(out, dict(settings, commands=commands, model_config=recorded, results=results))
+            results[label] = own[label] = grid_row(grid, done) if args.grid else done[""]
+            table = save()
         print(f"[compare] {label}: {results[label].get('test_result', results[label].get('error'))}", flush=True)
     if any(a.startswith("--save_predictions=") for a in overrides):  # + A+B fixed / adaptive rows
-        table = add_ensemble_rows(out, dict(settings, commands=commands, model_config=recorded, results=results))
+        with file_lock(lock):
+            payload = read_results_json(path, "--save_predictions")
+            table = add_ensemble_rows(out, payload)
+        results.update({label: row for label, row in payload["results"].items() if "ensemble" in row})
     print(table)
     return results
 

@@ -3,6 +3,8 @@
 * :func:`atomic_write` / :func:`atomic_torch_save` write to a temporary file in the target's
   folder and move it into place with ``os.replace``: a reader (or a second run) sees the old
   file or the new one, never a half-written one, and a crash mid-write leaves no truncated file.
+* :func:`file_lock` holds an exclusive lock on a file for a ``with`` block (POSIX ``flock``): runs
+  that read, update and rewrite one shared file (parallel comparisons into one folder) take turns.
 * :func:`unique_run_name` is ``<model>-<local time>-<pid>-<random>``: two runs of one model
   started in the same second in one folder (parallel comparisons, job arrays) never share a
   checkpoint name. RecBole's own name is ``<model>-<local time to the second>``.
@@ -10,6 +12,7 @@
   (streamed, so model weights are hashed without loading them into memory).
 """
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -45,6 +48,23 @@ def atomic_torch_save(obj, path):
     import torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """An exclusive lock on ``path`` (created if missing) for the ``with`` block; where ``fcntl`` does not
+    exist (Windows) the block runs unlocked. Not re-entrant: a process must not take it twice at once."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def unique_run_name(model):

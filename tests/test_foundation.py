@@ -483,6 +483,30 @@ def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tiny_data, 
         argv = [f"--checkpoint_dir={folder}"]
         assert Config(model="SASRec", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path), argv=argv)["checkpoint_dir"] == folder
 
+def test_compare_appends_in_parallel_keep_each_others_rows(tmp_path, monkeypatch):
+    """Two comparisons appending to one folder at the same time (a seed's variants run on two cores):
+    the one that finishes last writes onto the file as it is then, not as it was when it started."""
+    import json
+
+    import recbole_genrec.compare as cmp
+
+    out = str(tmp_path / "cmp")
+    args = ["--dataset", "tiny", "--out", out, "--epochs", "1"]
+
+    def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
+        if model == "BPR":  # while BPR trains, a second comparison appends GRU4Rec and finishes first
+            cmp.compare(["--models", "GRU4Rec", *args, "--append"])
+        return dict(_grid_result(0.1), test_result={"ndcg@10": {"BPR": 0.2, "GRU4Rec": 0.3, "Pop": 0.05}[model]})
+
+    monkeypatch.setattr(cmp, "run_model", fake_run)
+    monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
+    cmp.compare(["--models", "Pop", *args])
+    cmp.compare(["--models", "BPR", *args, "--append"])
+    payload = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert {m: r["test_result"]["ndcg@10"] for m, r in payload["results"].items()} == {"Pop": 0.05, "GRU4Rec": 0.3, "BPR": 0.2}
+    assert len(payload["commands"]) == 3 and "| GRU4Rec |" in (tmp_path / "cmp" / "results.md").read_text()
+
+
 def test_compare_rejects_bad_arguments():
     from recbole_genrec.compare import parse_args
 
