@@ -374,7 +374,8 @@ def write_outputs(out, payload):
 
 
 def merge(folders, out):
-    """One table from comparisons run separately (e.g. in parallel) on identical settings.
+    """One table from comparisons run separately (e.g. in parallel) on identical settings; a row in
+    several folders is taken from the last of them.
 
     Refuses folders whose dataset, shared config files, budget or overrides differ.
     """
@@ -382,7 +383,7 @@ def merge(folders, out):
     merged = dict(payloads[0], commands=[], results={}, model_config={})
     for folder, payload in zip(folders, payloads):
         check_comparable(payload, payloads[0], f"--merge: '{folder}'")
-        merged["commands"] += payload["commands"]
+        merged["commands"] += [c for c in payload["commands"] if c not in merged["commands"]]  # shared history once
         merged["results"].update(payload["results"])
         merged["model_config"].update(payload["model_config"])
     return write_outputs(out, merged)  # (its first write creates ``out``)

@@ -292,6 +292,8 @@ def test_compare_writes_table_json_png_and_matches_plain_run(tiny_data, tmp_path
     merge([str(out), str(other)], str(tmp_path / "merged"))
     merged = json.loads((tmp_path / "merged" / "results.json").read_text())
     assert list(merged["results"]) == ["SASRec", "GRU4Rec", "BPR"] and len(merged["commands"]) == 3
+    merge([str(out), str(other), str(out)], str(tmp_path / "again"))  # folders that share history: each command once
+    assert json.loads((tmp_path / "again" / "results.json").read_text())["commands"] == merged["commands"]
     (tmp_path / "merged" / "results.png").stat()
     third = tmp_path / "cmp3"
     compare(["--models", "BPR", "--dataset", "tiny", "--config_files", str(path), "--epochs", "1",
