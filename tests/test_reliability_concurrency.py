@@ -38,6 +38,10 @@ def test_two_same_model_runs_started_in_the_same_second_keep_both_checkpoints(ti
         assert "test result" in stdout + stderr
     best = [p for p in glob.glob(str(tmp_path / "saved" / "TIGER-*.pth")) if not p.endswith(".resume.pth")]
     assert len(best) == 2, best
+    from recbole_genrec.compat import allow_recbole_checkpoints
+    from recbole_genrec.config import Config
+
+    allow_recbole_checkpoints(Config)  # what a run registers before it reloads its checkpoint (this process ran none)
     for path in best:
         state = torch.load(path, weights_only=True)  # intact and safely loadable
         assert "state_dict" in state
@@ -61,3 +65,18 @@ def test_failed_checkpoint_write_leaves_the_previous_file_intact(tmp_path):
         atomic_torch_save({"w": torch.zeros(3), "bad": Unpicklable()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(3))
     assert os.listdir(tmp_path) == ["ckpt.pth"]  # no temporary file left behind
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    # the temporary file behind an atomic write is private (0600); the file it becomes must not be,
+    # or results and checkpoints on a shared machine are unreadable to the rest of the group
+    from recbole_genrec.safe_io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(str(tmp_path / "results.json"), "{}")
+        with open(tmp_path / "plain.json", "w") as f:
+            f.write("{}")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "results.json").st_mode & 0o777 == os.stat(tmp_path / "plain.json").st_mode & 0o777 == 0o644
