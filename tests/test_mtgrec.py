@@ -8,6 +8,7 @@ import math
 import os
 
 import pytest
+import recbole.trainer.trainer as recbole_trainer
 import torch
 import yaml
 from conftest import tiny_config
@@ -283,6 +284,73 @@ def test_one_command_pretrain_finetune_select_test_and_checkpoint_reload(tiny_da
     trainer = GenRecTrainer(ft, model)
     again = trainer.evaluate(test, load_best_model=True, model_file=best["checkpoint"], show_progress=False)
     assert dict(again) == dict(out["test_result"])
+
+
+class _Crash(Exception):
+    pass
+
+
+_TRAIN_EPOCH = recbole_trainer.Trainer._train_epoch
+
+
+def _crash_at(monkeypatch, n):
+    """Fail the ``n``-th training epoch of this process (every stage counted); returns the epochs trained
+    (stage, fine-tuned tokenizer, epoch, training loss)."""
+    seen, original = [], _TRAIN_EPOCH
+
+    def train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        if len(seen) == n:
+            raise _Crash()
+        loss = original(self, train_data, epoch_idx, *args, **kwargs)
+        seen.append((self.config["mt_stage"], self.config["mt_finetune_tokenizer"], epoch_idx, float(loss)))
+        return loss
+
+    monkeypatch.setattr(recbole_trainer.Trainer, "_train_epoch", train_epoch)
+    return seen
+
+
+def test_one_command_resumes_after_interruptions_in_pretraining_and_finetuning(tiny_data, tmp_path, monkeypatch):
+    """``--resume=latest`` on the one command: finished stages are skipped, the interrupted one continues
+    from its last epoch (curriculum, p and tokenizer draws included) and the run ends as an uninterrupted one."""
+    from recbole_genrec.tokenizer import text as text_module
+
+    monkeypatch.setattr(text_module, "load_encoder", lambda path, device: TinyEncoder())
+    keys = {**SMALL, **TOKENIZER, "warmup_steps": 2, "epochs": 3, "mt_stage_epochs": [1, 1], "sid_num_tokenizers": 3,
+            "mt_finetune_tokenizers": 2, "mt_finetune_epochs": 2, "mt_influence_sample_ratio": 0.5}  # fmt: skip
+
+    def run(folder, **extra):
+        config_dict = tiny_config(tiny_data, tmp_path / folder, **{**keys, **extra})
+        config_dict["sid_cache_dir"] = str(tmp_path / "sid_cache")  # one tokenizer run for every process
+        return run_recbole_genrec(model="MTGRec", dataset="tiny", config_dict=config_dict, argv=[])
+
+    full_seen = _crash_at(monkeypatch, None)
+    full = run("full")
+    epochs = [("pretrain", None, e) for e in range(3)] + [("finetune", j, e) for j in (1, 2) for e in range(2)]
+    assert [s[:3] for s in full_seen] == epochs
+    _crash_at(monkeypatch, 2)
+    with pytest.raises(_Crash):  # in pre-training, after two curriculum updates
+        run("cut")
+    with pytest.raises(ConfigError, match="mt_finetune_tokenizers"):  # another run's settings
+        run("cut", resume="latest", mt_finetune_tokenizers=1)
+    seen = _crash_at(monkeypatch, 4)
+    with pytest.raises(_Crash):  # in the second fine-tune
+        run("cut", resume="latest")
+    resumed_seen = _crash_at(monkeypatch, None)
+    resumed = run("cut", resume="latest")
+    # only the epochs the crashes lost, each with the uninterrupted run's training loss (same p, draws, batches)
+    assert seen == full_seen[2:6] and resumed_seen == full_seen[6:]
+    assert resumed["test_result"] == full["test_result"]
+    for key in ("best_valid_score", "best_valid_result", "epochs_run", "num_params"):
+        assert resumed[key] == full[key], key
+    mt, mt_full = resumed["mtgrec"], full["mtgrec"]
+    assert mt["chosen_tokenizer"] == mt_full["chosen_tokenizer"]
+    assert [u["p"] for u in mt["pretrain"]["curriculum"]] == [u["p"] for u in mt_full["pretrain"]["curriculum"]]
+    assert len(mt["pretrain"]["curriculum"]) == 2
+    assert [f["best_valid_result"] for f in mt["finetunes"]] == [f["best_valid_result"] for f in mt_full["finetunes"]]
+    left = os.listdir(tmp_path / "cut" / "saved")
+    assert not [f for f in left if f.endswith(".resume.pth")]  # finished: nothing left to resume
+    with pytest.raises(ConfigError, match="no interrupted MTGRec run"):
+        run("cut", resume="latest")
 
 
 def test_pretrain_and_finetune_as_separate_stages(tiny_data, tmp_path, monkeypatch):

@@ -146,13 +146,15 @@ class MTGRecCurriculum(TrainerHook):
         self.valid_tokenizers = valid_tokenizers
         self.tau, self.mode = float(tau), str(mode)
         self.sample_ratio, self.dropout = float(sample_ratio), bool(dropout)
+        self.resumed_history = []  # the updates before an interruption (load_resume_state)
 
     def fit_start(self, trainer, train_data, valid_data):
         self.train_data, self.valid_data = train_data, valid_data
-        trainer.mtgrec_history = []
         model = trainer.model
         if trainer.start_epoch == 0:
-            model.reset_curriculum()
+            model.reset_curriculum()  # p, Ĩ live in the model (a resumed run's come with its state)
+            self.resumed_history = []
+        trainer.mtgrec_history = list(self.resumed_history)
         trainer.logger.info(
             set_color("mtgrec", "blue")
             + f" curriculum: {model.n_tokenizers} tokenizers, p updated after epochs {self.boundaries} "
@@ -165,6 +167,12 @@ class MTGRecCurriculum(TrainerHook):
             record = self.update(trainer, done)
             record["epoch_seconds"] = seconds
             trainer.mtgrec_history.append(record)
+
+    def resume_state(self, trainer):
+        return {"history": trainer.mtgrec_history}
+
+    def load_resume_state(self, trainer, state):
+        self.resumed_history = list(state["history"])
 
     def update(self, trainer, epoch):
         """One curriculum update at the end of ``epoch`` (1-based): influence, Ĩ, p. Returns the record."""

@@ -13,6 +13,9 @@ A hook is an object with any of these methods (the base class makes each a no-op
                                                           eval_func output: scores [B, n_items] for
                                                           full sort)
     eval_end(trainer, phase, result)                      after each evaluation; may add keys to result
+    resume_state(trainer) -> dict | None                  what the hook must carry over an interruption
+                                                          (saved in the run's resume state)
+    load_resume_state(trainer, state)                     that dict, before ``fit`` of a resumed run
 
 Hooks come from two places (``trainer.hooks_for``): a model declares its own by subclassing
 :class:`DeclaresHooks` (TIGER: validation beam, decoding statistics; TIGER_APAO adds its
@@ -56,6 +59,12 @@ class TrainerHook:
         pass
 
     def eval_end(self, trainer, phase, result):
+        pass
+
+    def resume_state(self, trainer):
+        return None
+
+    def load_resume_state(self, trainer, state):
         pass
 
 

@@ -7,7 +7,9 @@ next to the best checkpoint, rewritten atomically at the start of every epoch (i
 previous epoch's training, validation and best-checkpoint save). It holds what the next epoch
 depends on: model and optimizer state, the next epoch, early-stopping counter, best score and
 result, the random generators (python, numpy, torch CPU/CUDA, the training loader's
-shuffle generator), the name of the run's best checkpoint and the run's history so far (its
+shuffle generator, the model's own ``torch.Generator`` attributes such as MTGRec's tokenizer
+draws), what each trainer hook carries over (``TrainerHook.resume_state``, e.g. MTGRec's
+curriculum history), the name of the run's best checkpoint and the run's history so far (its
 validation curve, training and wall seconds: a resumed run reports the whole run's). Learning-rate schedules follow
 from the epoch (the ``WarmupSchedule`` hook fast-forwards from ``start_epoch``) and loaders drawn per epoch (GenPAS, length buckets) from ``(seed, epoch)``.
 
@@ -45,13 +47,19 @@ def resume_state_path(best_model_file):
     return stem + RESUME_SUFFIX
 
 
-def _rng_state(train_data):
+def model_generators(model):
+    """``{attribute: torch.Generator}`` of ``model``'s own generators (e.g. MTGRec's tokenizer draws)."""
+    return {name: value for name, value in vars(model).items() if isinstance(value, torch.Generator)}
+
+
+def _rng_state(train_data, model):
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
         "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "model": {name: g.get_state() for name, g in model_generators(model).items()},
     }
     generator = getattr(train_data, "generator", None)
     if isinstance(generator, torch.Generator):
@@ -59,7 +67,7 @@ def _rng_state(train_data):
     return state
 
 
-def _set_rng_state(state, train_data):
+def _set_rng_state(state, train_data, model):
     random.setstate(state["python"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -69,6 +77,9 @@ def _set_rng_state(state, train_data):
     generator = getattr(train_data, "generator", None)
     if "train_loader" in state and isinstance(generator, torch.Generator):
         generator.set_state(state["train_loader"])
+    generators = model_generators(model)
+    for name, value in state.get("model", {}).items():  # (states written before it kept none)
+        generators[name].set_state(value)
 
 
 def _plain_result(result):
@@ -110,7 +121,7 @@ class ResumeState(TrainerHook):
         if epoch_idx > trainer.start_epoch:  # epoch_idx - 1 is trained, validated and saved
             self._save(trainer, epoch_idx)
         elif self.pending_rng is not None:
-            _set_rng_state(self.pending_rng, train_data)
+            _set_rng_state(self.pending_rng, train_data, trainer.model)
             self.pending_rng = None
 
     def fit_end(self, trainer):
@@ -134,7 +145,8 @@ class ResumeState(TrainerHook):
             "best_model_file": os.path.basename(trainer.saved_model_file),
             "state_dict": trainer.model.state_dict(),
             "optimizer": trainer.optimizer.state_dict(),
-            "rng": _rng_state(self.train_data),
+            "rng": _rng_state(self.train_data, trainer.model),
+            "hooks": {type(hook).__name__: hook.resume_state(trainer) for hook in trainer.hooks},
             "history": {
                 "valid_curve": list(trainer.valid_curve),
                 "train_seconds": float(trainer._train_seconds),
@@ -172,7 +184,7 @@ def find_resume_file(config):
     return sibling if not value.endswith(RESUME_SUFFIX) and os.path.isfile(sibling) else value
 
 
-def _load(path, device):
+def load_resume_file(path, device):
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # unreadable, truncated or holding objects the safe loader refuses
@@ -191,7 +203,7 @@ def resume_from_config(config, trainer, train_data):
         )
     path = find_resume_file(config)
     logger = getLogger()
-    state = _load(path, config["device"])
+    state = load_resume_file(path, config["device"])
     if not isinstance(state, dict) or "state_dict" not in state:
         raise ConfigError(f"--resume: '{path}' is not a checkpoint of this package (no state_dict).")
     if "next_epoch" not in state:  # a best checkpoint without its resume state: RecBole's resume
@@ -226,6 +238,10 @@ def resume_from_config(config, trainer, train_data):
     hook = trainer.hook(ResumeState)
     hook.pending_rng, hook.finished = state["rng"], state["finished"]
     hook.pending_history = state.get("history")  # (states written before it kept no history)
+    for other in trainer.hooks:
+        carried = state.get("hooks", {}).get(type(other).__name__)
+        if carried is not None:
+            other.load_resume_state(trainer, carried)
     if isinstance(train_data, EpochDrawnLoader):  # drawn per (seed, epoch): replay the next one
         train_data.set_epoch(trainer.start_epoch)
     logger.info(f"Resumed from '{path}': training continues at epoch {trainer.start_epoch}.")
