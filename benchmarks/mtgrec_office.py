@@ -5,6 +5,7 @@ the same total epoch budget, then one report over the seeds:
 
     OMP_NUM_THREADS=1 python benchmarks/mtgrec_office.py run 2024       # one seed per process (one per core)
     OMP_NUM_THREADS=1 python benchmarks/mtgrec_office.py run 2024 --variants TIGER,TIGER++   # some variants
+    (a stopped run: the same command; finished variants are kept, the stopped one resumes)
     OMP_NUM_THREADS=1 python benchmarks/mtgrec_office.py run 2025
     OMP_NUM_THREADS=1 python benchmarks/mtgrec_office.py run 2026
     python benchmarks/mtgrec_office.py report                           # mean ± std, paired differences
@@ -62,21 +63,13 @@ PAIRS = [("MTGRec", other) for other in VARIANTS if other != "MTGRec"] + [("TIGE
 
 
 def compare_args(seed, variants):
+    """The comparison of ``variants`` for one seed. ``--keep_finished``: the variants the seed folder
+    finished are kept, the one a stop interrupted resumes from its last epoch (an MTGRec from its
+    last finished stage), so a seed can be run a few variants at a time, in parallel, and stopped."""
     args = ["--models", ",".join(f"{v}={VARIANTS[v][0]}" for v in variants)]
     for v in variants:
         args += [a for f in VARIANTS[v][1] for a in ("--model_config", f"{v}={f}")]
-    return args + PROTOCOL + [f"--seed={seed}", "--out", os.path.join(OUT, f"seed{seed}")]
-
-
-def variants_to_run(folder, variants):
-    """``(variants, flags)``: the ``variants`` a seed folder has not finished, and ``--append`` when it
-    holds a results.json (the finished variants are kept; a seed can be run a few variants at a time)."""
-    path = os.path.join(folder, "results.json")
-    if not os.path.isfile(path):
-        return list(variants), []
-    with open(path) as f:
-        results = json.load(f)["results"]
-    return [v for v in variants if "test_result" not in results.get(v, {})], ["--append"]
+    return args + PROTOCOL + [f"--seed={seed}", "--out", os.path.join(OUT, f"seed{seed}"), "--keep_finished"]
 
 
 def load_seeds(root):
@@ -170,12 +163,8 @@ def main(argv=None):
         unknown = [v for v in variants if v not in VARIANTS]
         if args.seed is None or unknown:
             parser.error(f"run needs a seed and variants from {', '.join(VARIANTS)} (unknown: {unknown})")
-        todo, flags = variants_to_run(os.path.join(ROOT, OUT, f"seed{args.seed}"), variants)
-        print(f"seed {args.seed}: finished {', '.join(v for v in variants if v not in todo) or 'none'}; "
-              f"to run {', '.join(todo) or 'none'}", flush=True)
-        if todo:
-            subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *compare_args(args.seed, todo), *flags],
-                           cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "recbole_genrec.compare", *compare_args(args.seed, variants)],
+                       cwd=ROOT, check=True)
         return
     seeds = load_seeds(args.root)
     if not seeds:

@@ -11,9 +11,10 @@ pairs are passed to every model as on the ``run_recbole_genrec.py`` command line
 Label=Model`` runs one model under several rows, each with its own ``--model_config``); ``--append``
 adds models to an existing comparison (same dataset and config files, checked), and
 ``--merge DIR DIR ... --out DIR`` joins comparisons run in parallel on identical settings.
-``--keep_finished`` continues an interrupted grid (the same command plus this flag): the settings
-``--out`` finished are kept and the one it was stopped in resumes from its last epoch (each grid
-setting keeps its checkpoints, with a resume state while it trains, in :func:`setting_checkpoint_dir`).
+``--keep_finished`` continues an interrupted comparison (the same command plus this flag): the rows
+and grid settings ``--out`` finished are kept and the one it was stopped in resumes from its last
+epoch (each row and grid setting keeps its checkpoints, with a resume state while it trains, in
+:func:`setting_checkpoint_dir`).
 
 ``--grid key=v1,v2,...`` (repeatable; the product of the values) tunes every model the same
 way: each row trains once per setting, the setting with the best validation score (RecBole's
@@ -58,8 +59,8 @@ def parse_args(argv):
     parser.add_argument("--append", action="store_true",
                         help="add these models to the results.json in --out (same dataset and config files)")
     parser.add_argument("--keep_finished", action="store_true",
-                        help="with --grid: continue an interrupted grid: keep the settings --out already finished "
-                             "(extending its results.json, if any), resume the one it was stopped in, run the others")
+                        help="continue an interrupted comparison: keep the rows and grid settings --out already "
+                             "finished (extending its results.json, if any), resume the one it was stopped in, run the others")
     args, extra = parser.parse_known_args(argv)
     models = model_rows(args.models)
     per_model = {}
@@ -117,11 +118,14 @@ def grid_row(grid, done):
 
 
 def finished_settings(row):
-    """``{setting label: result}`` of the grid settings a results.json row finished (for ``--keep_finished``).
+    """``{setting label: result}`` of the grid settings a results.json row finished (for ``--keep_finished``);
+    ``{"": row}`` for a finished row without a grid.
 
     The chosen setting's result is the row itself (complete in every version of results.json).
     """
     row = row or {}
+    if "grid" not in row:
+        return {"": row} if "test_result" in row else {}
     chosen = {k: v for k, v in row.items() if k not in ("chosen", "grid")}
     return {setting_label(run["setting"]): chosen if run["setting"] == row.get("chosen") else
             {k: v for k, v in run.items() if k != "setting"}
@@ -134,10 +138,11 @@ def checkpoint_base(overrides):
 
 
 def setting_checkpoint_dir(out, label, setting, overrides):
-    """The checkpoint folder of one grid setting of one row: ``<checkpoint_dir>/compare/<out>-<hash>/<label>/<setting>``.
+    """The checkpoint folder of one grid setting of one row: ``<checkpoint_dir>/compare/<out>-<hash>/<label>/<setting>``
+    (``default`` without a grid).
 
     Its own folder per comparison, row and setting, so ``--keep_finished`` finds the resume state
-    of the setting a stopped grid was training (``--resume=latest`` there). The settings share one
+    of the run a stopped comparison was training (``--resume=latest`` there). The runs share one
     semantic-ID cache, ``<checkpoint_dir>/semantic_ids`` (a ``--sid_cache_dir=`` override wins; a
     config file's ``sid_cache_dir`` does not: pass it on the command line).
     """
@@ -149,7 +154,7 @@ def setting_checkpoint_dir(out, label, setting, overrides):
 
 
 def grid_setting_overrides(out, label, model, setting, overrides, resume):
-    """The overrides one grid setting adds: its checkpoint folder, the shared semantic-ID cache and,
+    """The overrides one run (a row, or a grid setting of it) adds: its checkpoint folder, the shared semantic-ID cache and,
     with ``resume`` (``--keep_finished``), ``--resume=latest`` when that folder holds a stopped run's
     resume state."""
     from recbole_genrec.trainer.resume import latest_resume_state
@@ -160,7 +165,7 @@ def grid_setting_overrides(out, label, model, setting, overrides, resume):
         extra.append(f"--sid_cache_dir={os.path.join(checkpoint_base(overrides), 'semantic_ids')}")
     stopped = latest_resume_state(folder, model) if resume else None
     if stopped:
-        print(f"[compare] {label}: {setting_label(setting)} resumes from {stopped}", flush=True)
+        print(f"[compare] {label}: {setting_label(setting) or 'the row'} resumes from {stopped}", flush=True)
         extra.append("--resume=latest")
     return extra
 
@@ -406,9 +411,7 @@ def compare(argv=None):
     settings = {"dataset": args.dataset, "config_files": config_files, "budget": config_dict, "overrides": overrides}
     if args.grid:
         settings["grid"] = args.grid
-    if args.keep_finished and not args.grid:
-        raise ConfigError("--keep_finished continues a grid: give it with the same --grid.")
-    # a grid stopped in its first setting has no results.json yet: --keep_finished still resumes it
+    # a comparison stopped in its first run has no results.json yet: --keep_finished still resumes it
     path, lock = os.path.join(out, "results.json"), os.path.join(out, ".results.lock")
     appending = args.append or (args.keep_finished and os.path.isfile(path))
     if appending:  # extend it: its settings must equal these
@@ -437,14 +440,14 @@ def compare(argv=None):
         done = finished_settings(results.get(label)) if args.keep_finished else {}
         for setting in grid:  # every kept setting is in the row before anything is written
             if setting_label(setting) in done:
-                print(f"[compare] {label}: {setting_label(setting)} kept from {out}", flush=True)
+                print(f"[compare] {label}: {setting_label(setting) or 'the row'} kept from {out}", flush=True)
         todo = [s for s in grid if setting_label(s) not in done]
         for setting in todo or [None]:  # nothing to run (all kept): the row is still written once
             if setting is not None:
                 if setting:
                     print(f"[compare] {label}: {setting_label(setting)}", flush=True)
-                # each grid setting its own checkpoint folder: a stopped setting can resume
-                extra = grid_setting_overrides(out, label, model, setting, overrides, args.keep_finished) if args.grid else []
+                # each row and grid setting its own checkpoint folder: a stopped run can resume
+                extra = grid_setting_overrides(out, label, model, setting, overrides, args.keep_finished)
                 extra += [f"--{key}={value}" for key, value in setting.items()]
                 done[setting_label(setting)] = run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)
                 if os.path.exists(result_path):

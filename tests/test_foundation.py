@@ -407,7 +407,7 @@ def test_compare_keep_finished_continues_an_interrupted_grid(tmp_path, monkeypat
     row = json.loads((out / "results.json").read_text())["results"]["BPR"]
     assert row["chosen"] == {"learning_rate": "0.2"}  # written after the first setting
     assert [g.get("error") for g in row["grid"]] == [None, cmp.NOT_RUN, cmp.NOT_RUN]
-    with pytest.raises(ConfigError, match="--grid"):
+    with pytest.raises(ConfigError, match="differs in grid"):  # the same command: a grid stays a grid
         cmp.compare([a for a in args if "learning_rate=" not in a and a != "--grid"] + ["--keep_finished"])
     trained.clear()
     stop_at.clear()
@@ -484,6 +484,39 @@ def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tiny_data, 
     for folder in folders.values():  # the run's Config takes the folder as given
         argv = [f"--checkpoint_dir={folder}"]
         assert Config(model="SASRec", dataset="tiny", config_dict=tiny_config(tiny_data, tmp_path), argv=argv)["checkpoint_dir"] == folder
+
+def test_compare_keep_finished_without_a_grid_keeps_finished_rows_and_resumes_the_stopped_one(tmp_path, monkeypatch):
+    """Without --grid each row trains in its own checkpoint folder (``.../<row>/default``): a continued
+    comparison keeps the rows it finished and passes --resume=latest to the row it was stopped in."""
+    import json
+
+    import recbole_genrec.compare as cmp
+
+    calls = []
+
+    def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
+        folder = [o.split("=", 1)[1] for o in overrides if o.startswith("--checkpoint_dir=")][-1]
+        calls.append((model, folder, "--resume=latest" in overrides))
+        if model == "GRU4Rec" and "--resume=latest" not in overrides:
+            os.makedirs(folder, exist_ok=True)
+            open(os.path.join(folder, "GRU4Rec-Dec-06-2026_10-00-00-1-abcdef.resume.pth"), "w").close()
+            raise KeyboardInterrupt  # stopped while training, its resume state on disk
+        return _grid_result(0.5)
+
+    monkeypatch.setattr(cmp, "run_model", fake_run)
+    monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
+    args = ["--models", "BPR,GRU4Rec,SASRec", "--dataset", "tiny", "--out", str(tmp_path / "cmp"),
+            f"--checkpoint_dir={tmp_path / 'ckpt'}"]
+    with pytest.raises(KeyboardInterrupt):
+        cmp.compare(args)
+    (_, bpr_folder, _), (_, gru_folder, _) = calls
+    assert bpr_folder != gru_folder and gru_folder.endswith(os.path.join("GRU4Rec", "default"))
+    calls.clear()
+    cmp.compare(args + ["--keep_finished"])
+    assert calls == [("GRU4Rec", gru_folder, True), ("SASRec", calls[1][1], False)]  # BPR kept
+    results = json.loads((tmp_path / "cmp" / "results.json").read_text())["results"]
+    assert set(results) == {"BPR", "GRU4Rec", "SASRec"} and all("test_result" in r for r in results.values())
+
 
 def test_compare_appends_in_parallel_keep_each_others_rows(tmp_path, monkeypatch):
     """Two comparisons appending to one folder at the same time (a seed's variants run on two cores):

@@ -52,17 +52,16 @@ def write_seed(root, seed, scores, overrides=("--eval_step=5",)):
         json.dump(payload, f)
 
 
-def test_a_seed_runs_a_few_variants_at_a_time(bench, tmp_path):
-    every = list(bench.VARIANTS)
-    assert bench.variants_to_run(str(tmp_path / "seed7"), every) == (every, [])  # nothing yet: a new comparison
+def test_a_seed_runs_a_few_variants_at_a_time_and_continues_when_stopped(bench, tmp_path):
+    from recbole_genrec.compare import finished_settings, parse_args
+
+    args, *_ = parse_args(bench.compare_args(7, ["TIGER", "MTGRec"]))
+    assert args.keep_finished  # finished variants kept, a stopped one resumed (the comparison's --keep_finished)
     write_seed(tmp_path, 7, {"TIGER": (0.1, 0.05)})
     with open(tmp_path / "seed7" / "results.json") as f:
-        payload = json.load(f)
-    payload["results"]["MTGRec"] = {"error": "process exited with code 1"}  # failed: run again
-    with open(tmp_path / "seed7" / "results.json", "w") as f:
-        json.dump(payload, f)
-    todo, flags = bench.variants_to_run(str(tmp_path / "seed7"), every)
-    assert todo == [v for v in every if v != "TIGER"] and flags == ["--append"]
+        results = json.load(f)["results"]
+    results["MTGRec"] = {"error": "process exited with code 1"}  # failed: run again
+    assert finished_settings(results["TIGER"]) == {"": results["TIGER"]} and finished_settings(results["MTGRec"]) == {}
 
 
 def test_report_over_seeds(bench, tmp_path):
