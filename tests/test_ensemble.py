@@ -152,6 +152,29 @@ def test_saved_predictions_reproduce_recbole_test_metrics(trained_pair):
     assert result["test"]["SASRec+TIGER fixed"]["ndcg@10"] == pytest.approx(outs[0]["test_result"]["ndcg@10"], abs=1e-4)
 
 
+def test_predictions_from_a_best_checkpoint_equal_those_saved_by_the_run(trained_pair, tmp_path):
+    """``python -m recbole_genrec.analysis.predictions CKPT --out F``: a model trained earlier gives the
+    file --save_predictions wrote at the end of its run (ID model and generative model)."""
+    import glob
+
+    from recbole_genrec.analysis.predictions import PredictionsError, main
+
+    root, _, _, _, _, paths = trained_pair
+    for model, path in zip(("SASRec", "TIGER"), paths):
+        (checkpoint,) = [f for f in glob.glob(str(root / "saved" / f"{model}-*.pth")) if not f.endswith(".resume.pth")]
+        out = str(tmp_path / f"{model}.npz")
+        main([checkpoint, "--out", out])
+        again, saved = load_predictions(out), load_predictions(path)
+        assert again.meta == saved.meta and set(again.arrays) == set(saved.arrays)
+        for name, array in saved.arrays.items():
+            np.testing.assert_array_equal(again.arrays[name], array, err_msg=f"{model} {name}")
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(PredictionsError, match="broken.pth"):
+        from recbole_genrec.analysis.predictions import predictions_from_checkpoint
+
+        predictions_from_checkpoint(str(tmp_path / "broken.pth"), str(tmp_path / "x.npz"))
+
+
 def test_memgen_analysis_end_to_end(trained_pair):
     from recbole_genrec.analysis.memgen import analyse
     from recbole_genrec.config import Config

@@ -19,6 +19,11 @@ items, the digest of the item-id mapping and, per split, the digest of the insta
 targets. :func:`check_compatible` refuses files from another dataset, another split or
 other targets with a one-line message.
 
+Written after training with ``--save_predictions=FILE`` or, for a model trained earlier, from its
+best checkpoint (the run's own config, split and semantic IDs, the same file)::
+
+    python -m recbole_genrec.analysis.predictions saved/TIGER-<run>.pth --out TIGER.npz
+
 Generative models are recognised by the package's ``needs_semantic_ids`` class attribute
 (the same convention as ``utils.create_dataset``); their top-N comes from ``model.generate``
 (beam order = the ranking RecBole evaluates, and the beam scores are the log-probs the
@@ -222,3 +227,54 @@ def check_compatible(preds, dataset=None, expected=None):
                     "Fix: save all predictions with the same config files and eval_args."
                 )
     return sorted(splits)
+
+
+def predictions_from_checkpoint(checkpoint, out):
+    """Write the predictions file of the model in RecBole checkpoint ``checkpoint`` to ``out``.
+
+    The checkpoint's own config rebuilds the dataset and split (the semantic IDs come from the
+    content-hashed cache, or are rebuilt by the same seeded recipe), the weights are loaded with
+    torch's safe loader, and the file is what ``--save_predictions`` would have written at the
+    end of that run.
+    """
+    from recbole.utils import init_seed
+
+    from recbole_genrec.config import Config
+    from recbole_genrec.compat import apply
+    from recbole_genrec.utils import create_dataset, data_preparation, get_model
+
+    apply(Config)  # the allow-list of what a RecBole checkpoint holds
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # missing, truncated, or holding objects the safe loader refuses
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PredictionsError(f"Cannot load checkpoint '{checkpoint}' safely ({first}). Fix: pass a .pth file a run wrote.") from err
+    if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
+        raise PredictionsError(f"'{checkpoint}' is not a RecBole best-model checkpoint (no config/state_dict).")
+    config = state["config"]
+    config["save_predictions"], config["device"] = out, torch.device("cpu")
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset)
+    model.load_state_dict(state["state_dict"])
+    model.load_other_parameter(state.get("other_parameter"))
+    return save_from_run(config, model, train_data, valid_data, test_data)
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m recbole_genrec.analysis.predictions",
+                                     description="Save the valid/test predictions of a trained model from its best checkpoint.")
+    parser.add_argument("checkpoint", help="a best-model .pth file of run_recbole_genrec (in checkpoint_dir)")
+    parser.add_argument("--out", required=True, help="the .npz file to write (input of python -m recbole_genrec.analysis.memgen)")
+    args = parser.parse_args(argv)
+    try:
+        print(predictions_from_checkpoint(args.checkpoint, args.out))
+    except UserError as err:
+        raise SystemExit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()
