@@ -132,37 +132,43 @@ def finished_settings(row):
             for run in row.get("grid", []) if "error" not in run}
 
 
-def checkpoint_base(overrides):
-    """The ``--checkpoint_dir=`` override, else RecBole's default ``saved``."""
-    return next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("--checkpoint_dir=")), "saved")
+def configured(key, overrides, files):
+    """What a run gets for ``key`` from the command line (``--key=``) or else from its config files (the
+    last that sets it), as RecBole resolves them; None when neither sets it."""
+    from recbole_genrec.config import load_yaml_file
+
+    value = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith(f"--{key}=")), None)
+    if value is None:
+        value = next((d[key] for d in map(load_yaml_file, reversed(files)) if d.get(key) is not None), None)
+    return value
 
 
-def setting_checkpoint_dir(out, label, setting, overrides):
-    """The checkpoint folder of one grid setting of one row: ``<checkpoint_dir>/compare/<out>-<hash>/<label>/<setting>``
-    (``default`` without a grid).
+def setting_checkpoint_dir(out, label, setting, base):
+    """The checkpoint folder of one grid setting of one row: ``<base>/compare/<out>-<hash>/<label>/<setting>``
+    (``default`` without a grid; ``base`` = the runs' ``checkpoint_dir``).
 
     Its own folder per comparison, row and setting, so ``--keep_finished`` finds the resume state
-    of the run a stopped comparison was training (``--resume=latest`` there). The runs share one
-    semantic-ID cache, ``<checkpoint_dir>/semantic_ids`` (a ``--sid_cache_dir=`` override wins; a
-    config file's ``sid_cache_dir`` does not: pass it on the command line).
+    of the run a stopped comparison was training (``--resume=latest`` there).
     """
-    base = checkpoint_base(overrides)
     where = os.path.abspath(out)
     tag = f"{os.path.basename(where)}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
     # no "=" in the folder name: RecBole's command-line parser splits each argument at every "="
     return os.path.join(base, "compare", tag, label, setting_label(setting).replace(", ", ",").replace("=", "-") or "default")
 
 
-def grid_setting_overrides(out, label, model, setting, overrides, resume):
-    """The overrides one run (a row, or a grid setting of it) adds: its checkpoint folder, the shared semantic-ID cache and,
-    with ``resume`` (``--keep_finished``), ``--resume=latest`` when that folder holds a stopped run's
+def run_overrides(out, label, model, setting, overrides, files, resume):
+    """The overrides one run (a row, or a grid setting of it) adds: its checkpoint folder (under the
+    ``checkpoint_dir`` the command line or the config files give, else ``saved``), one semantic-ID
+    cache for every run (``<checkpoint_dir>/semantic_ids`` unless ``sid_cache_dir`` is set) and, with
+    ``resume`` (``--keep_finished``), ``--resume=latest`` when that folder holds a stopped run's
     resume state."""
     from recbole_genrec.trainer.resume import latest_resume_state
 
-    folder = setting_checkpoint_dir(out, label, setting, overrides)
+    base = configured("checkpoint_dir", overrides, files) or "saved"
+    folder = setting_checkpoint_dir(out, label, setting, base)
     extra = [f"--checkpoint_dir={folder}"]
-    if not any(o.startswith("--sid_cache_dir=") for o in overrides):  # one semantic-ID cache for all
-        extra.append(f"--sid_cache_dir={os.path.join(checkpoint_base(overrides), 'semantic_ids')}")
+    if configured("sid_cache_dir", overrides, files) is None:
+        extra.append(f"--sid_cache_dir={os.path.join(base, 'semantic_ids')}")
     stopped = latest_resume_state(folder, model) if resume else None
     if stopped:
         print(f"[compare] {label}: {setting_label(setting) or 'the row'} resumes from {stopped}", flush=True)
@@ -447,7 +453,7 @@ def compare(argv=None):
                 if setting:
                     print(f"[compare] {label}: {setting_label(setting)}", flush=True)
                 # each row and grid setting its own checkpoint folder: a stopped run can resume
-                extra = grid_setting_overrides(out, label, model, setting, overrides, args.keep_finished)
+                extra = run_overrides(out, label, model, setting, overrides, files, args.keep_finished)
                 extra += [f"--{key}={value}" for key, value in setting.items()]
                 done[setting_label(setting)] = run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)
                 if os.path.exists(result_path):

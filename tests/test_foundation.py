@@ -492,11 +492,12 @@ def test_compare_keep_finished_without_a_grid_keeps_finished_rows_and_resumes_th
 
     import recbole_genrec.compare as cmp
 
-    calls = []
+    calls, sid_caches = [], set()
 
     def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
         folder = [o.split("=", 1)[1] for o in overrides if o.startswith("--checkpoint_dir=")][-1]
         calls.append((model, folder, "--resume=latest" in overrides))
+        sid_caches.update(o.split("=", 1)[1] for o in overrides if o.startswith("--sid_cache_dir="))
         if model == "GRU4Rec" and "--resume=latest" not in overrides:
             os.makedirs(folder, exist_ok=True)
             open(os.path.join(folder, "GRU4Rec-Dec-06-2026_10-00-00-1-abcdef.resume.pth"), "w").close()
@@ -505,12 +506,14 @@ def test_compare_keep_finished_without_a_grid_keeps_finished_rows_and_resumes_th
 
     monkeypatch.setattr(cmp, "run_model", fake_run)
     monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
-    args = ["--models", "BPR,GRU4Rec,SASRec", "--dataset", "tiny", "--out", str(tmp_path / "cmp"),
-            f"--checkpoint_dir={tmp_path / 'ckpt'}"]
+    config = tmp_path / "c.yaml"  # the checkpoint folder a config file names holds the rows' folders
+    config.write_text(f"checkpoint_dir: {tmp_path / 'ckpt'}\n")
+    args = ["--models", "BPR,GRU4Rec,SASRec", "--dataset", "tiny", "--out", str(tmp_path / "cmp"), "--config_files", str(config)]
     with pytest.raises(KeyboardInterrupt):
         cmp.compare(args)
     (_, bpr_folder, _), (_, gru_folder, _) = calls
     assert bpr_folder != gru_folder and gru_folder.endswith(os.path.join("GRU4Rec", "default"))
+    assert gru_folder.startswith(str(tmp_path / "ckpt" / "compare")) and sid_caches == {str(tmp_path / "ckpt" / "semantic_ids")}
     calls.clear()
     cmp.compare(args + ["--keep_finished"])
     assert calls == [("GRU4Rec", gru_folder, True), ("SASRec", calls[1][1], False)]  # BPR kept
