@@ -20,6 +20,11 @@ Ablations (what each one asks):
 Capacity is the convergence comparison's own ``TIGER-spec`` group (``TIGER.yaml``'s 2.1M parameters
 against the CPU preset's 0.3M, tuned by the same grid); the report lists its row when it has run.
 
+Where the gap comes from (spec memgen.md): the tuned SASRec and TIGER-cpu, from their best
+checkpoints, through the package's predictions and memorization/generalization commands::
+
+    python benchmarks/tiger_ablations_office.py memgen --checkpoint SASRec=saved/...pth --checkpoint TIGER=saved/...pth
+
 Writes ``benchmarks/results/tiger_ablations_office/<ablation>/`` (the comparison's files) and
 ``benchmarks/results/tiger_ablations_office.md`` (+ ``.json``): each ablation beside the
 baseline (the TIGER-cpu grid's run at the same learning rate) and SASRec's tuned row.
@@ -28,6 +33,8 @@ baseline (the TIGER-cpu grid's run at the same learning rate) and SASRec's tuned
 import argparse
 import json
 import os
+import shlex
+import subprocess
 import sys
 
 import convergence_office as conv
@@ -41,6 +48,7 @@ ABLATIONS = {  # name: (the one change as overrides, what it tests); the archite
     "rqvae-codes": (["--sid_method=rqvae"], "RQ-VAE codes"),
     "user-tokens": (["--n_user_tokens=2000"], "2,000 user tokens"),
 }
+MEMGEN = os.path.join(OUT, "memgen")  # the analysis of the two tuned models' predictions
 # the convergence protocol without its grid (the learning rate is fixed to the TIGER-cpu group's choice)
 PROTOCOL = [a for i, a in enumerate(conv.PROTOCOL) if a != "--grid" and conv.PROTOCOL[i - 1] != "--grid"]
 
@@ -96,6 +104,48 @@ def summary_rows():
     return rows
 
 
+def memgen(checkpoints):
+    """Predictions of each ``(label, best checkpoint)`` (SASRec first), then the memorization/generalization
+    analysis of the pair into ``MEMGEN``; the commands are kept in ``MEMGEN/commands.txt``."""
+    preds = [os.path.join("saved", "tiger_ablations_office", f"{label}.npz") for label, _ in checkpoints]
+    commands = [["python", "-m", "recbole_genrec.analysis.predictions", path, "--out", out]
+                for (_, path), out in zip(checkpoints, preds)]
+    commands.append(["python", "-m", "recbole_genrec.analysis.memgen", "--dataset=office",
+                     "--config_files=properties/dataset/office.yaml",
+                     "--predictions", *preds, f"--out={MEMGEN}"])
+    for cmd in commands:
+        print("$", shlex.join(cmd), flush=True)
+        subprocess.run([sys.executable, *cmd[1:]], check=True, cwd=ROOT)
+    with open(os.path.join(ROOT, MEMGEN, "commands.txt"), "w") as f:
+        f.write("".join(shlex.join(cmd) + "\n" for cmd in commands))
+
+
+def memgen_markdown():
+    """The report's section on the two tuned models by capability (empty before ``memgen`` has run)."""
+    path = os.path.join(ROOT, MEMGEN, "summary.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        summary = json.load(f)
+    with open(os.path.join(ROOT, MEMGEN, "commands.txt")) as f:
+        commands = f.read().strip()
+    a, b = summary["models"]
+    lines = ["", f"## Where the gap is: {a} vs {b} by the capability each test instance needs (spec memgen.md)", "",
+             f"Both tuned models from their best checkpoints; {summary['n_instances']} test instances, labels from the "
+             f"train split (max hop {summary['max_hop']}). Full report: `{MEMGEN}/report.md`.", "",
+             f"| category | share | {a} NDCG@10 | {b} NDCG@10 | Δ ({b} − {a}) | share × Δ |", "|---|---|---|---|---|---|"]
+    for row in summary["categories"]:
+        if row["category"] in ("memorization", "generalization", "uncategorized"):
+            delta = row[f"{b} NDCG@10"] - row[f"{a} NDCG@10"]
+            lines.append(f"| {row['category']} | {row['share']:.1%} | {row[f'{a} NDCG@10']:.4f} | {row[f'{b} NDCG@10']:.4f} "
+                         f"| {delta:+.4f} | {row['share'] * delta:+.4f} |")
+    test = summary["ensemble"]["test"]
+    lines += ["", "Their per-instance ensembles (chosen on validation): "
+              + ", ".join(f"{name} {test[name]['ndcg@10']:.4f}" for name in test) + " (test NDCG@10).",
+              "", "Commands:", "", "```", commands, "```"]
+    return lines
+
+
 def report_markdown(rows):
     base = {lr: r["test_result"]["ndcg@10"] for name, _, lr, r in rows if name == "TIGER-cpu"}
     lines = ["# Why TIGER trails SASRec on office: one change at a time", "",
@@ -112,15 +162,23 @@ def report_markdown(rows):
     missing = [a for a in ABLATIONS if a not in {name for name, *_ in rows}]
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)}."]
-    return "\n".join(lines + [""])
+    return "\n".join(lines + memgen_markdown() + [""])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("run", "report"))
+    parser.add_argument("action", choices=("run", "memgen", "report"))
     parser.add_argument("ablations", nargs="*", default=[], help=f"with run: some of {', '.join(ABLATIONS)}")
     parser.add_argument("--learning_rate", default=None, help="with run: instead of the TIGER-cpu grid's choice")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH",
+                        help="with memgen (twice, SASRec first): a tuned model's best checkpoint")
     args = parser.parse_args(argv)
+    if args.action == "memgen":
+        checkpoints = [tuple(c.split("=", 1)) for c in args.checkpoint]
+        if len(checkpoints) != 2 or any(len(c) != 2 or not os.path.isfile(c[1]) for c in checkpoints):
+            parser.error(f"memgen needs two --checkpoint LABEL=PATH of existing files; got {args.checkpoint}")
+        memgen(checkpoints)
+        return
     if args.action == "run":
         unknown = [a for a in args.ablations if a not in ABLATIONS]
         if unknown or not args.ablations:

@@ -66,3 +66,28 @@ def test_report_puts_each_ablation_beside_the_baseline_at_its_learning_rate(benc
     assert "| user-tokens | 2,000 user tokens | 0.003 | 0.0520 | 0.0860 | 0.0430 | +0.0030 | 40 | 1.00 |" in text
     assert "| TIGER-spec | spec-size model, 2.1M parameters (convergence grid, tuned) | 0.001 | 0.0550 | 0.0900 | 0.0450 | — |" in text
     assert "Not run yet: published-codes, rqvae-codes." in text
+
+
+def test_memgen_chains_the_package_commands_and_reports_the_gap_by_category(bench, tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(bench.subprocess, "run", lambda cmd, check, cwd: ran.append(cmd[1:]))
+    monkeypatch.setattr(bench, "MEMGEN", str(tmp_path / "memgen"))
+    os.makedirs(tmp_path / "memgen")
+    bench.memgen([("SASRec", "a.pth"), ("TIGER", "b.pth")])
+    preds = [os.path.join("saved", "tiger_ablations_office", f"{m}.npz") for m in ("SASRec", "TIGER")]
+    assert ran[:2] == [["-m", "recbole_genrec.analysis.predictions", p, "--out", o] for p, o in zip(("a.pth", "b.pth"), preds)]
+    assert ran[2][:2] == ["-m", "recbole_genrec.analysis.memgen"] and ran[2][-3:-1] == preds
+    assert (tmp_path / "memgen" / "commands.txt").read_text().count("python -m recbole_genrec.analysis.") == 3
+
+    def cat(name, share, a, b):
+        return {"category": name, "share": share, "SASRec NDCG@10": a, "TIGER NDCG@10": b}
+
+    summary = {"models": ["SASRec", "TIGER"], "n_instances": 100, "max_hop": 4,
+               "categories": [cat("memorization", 0.1, 0.3, 0.1), cat("generalization", 0.8, 0.02, 0.03),
+                              cat("symmetry_1", 0.05, 0.1, 0.2), cat("uncategorized", 0.1, 0.0, 0.0)],
+               "ensemble": {"test": {"SASRec": {"ndcg@10": 0.05}, "SASRec+TIGER adaptive": {"ndcg@10": 0.06}}}}
+    (tmp_path / "memgen" / "summary.json").write_text(json.dumps(summary))
+    text = "\n".join(bench.memgen_markdown())
+    assert "| memorization | 10.0% | 0.3000 | 0.1000 | -0.2000 | -0.0200 |" in text
+    assert "| generalization | 80.0% | 0.0200 | 0.0300 | +0.0100 | +0.0080 |" in text
+    assert "symmetry_1" not in text and "SASRec+TIGER adaptive 0.0600" in text
