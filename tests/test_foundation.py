@@ -442,6 +442,13 @@ def test_compare_keep_finished_loses_nothing_when_stopped_again(tmp_path, monkey
         assert [g.get("best_valid_score") for g in row["grid"]] == [0.2, 0.3, None]
 
 
+def _stop_while_training(folder, model):
+    """A run stopped while it trains: its resume state is in its checkpoint folder."""
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, f"{model}-Dec-06-2026_10-00-00-1-abcdef.resume.pth"), "w").close()
+    raise KeyboardInterrupt
+
+
 @pytest.mark.parametrize("grid", ["learning_rate=0.2,0.1,0.3", "learning_rate=0.1,0.2,0.3"])
 def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tiny_data, tmp_path, monkeypatch, grid):
     """Each grid setting trains in its own checkpoint folder; a continued grid passes --resume=latest
@@ -457,9 +464,7 @@ def test_compare_keep_finished_resumes_the_setting_it_was_stopped_in(tiny_data, 
         assert f"--sid_cache_dir={tmp_path / 'ckpt' / 'semantic_ids'}" in overrides  # one cache for every setting
         calls[lr] = (folder, "--resume=latest" in overrides)
         if lr.endswith("0.1") and not calls[lr][1]:
-            os.makedirs(folder, exist_ok=True)
-            open(os.path.join(folder, "BPR-Dec-06-2026_10-00-00-1-abcdef.resume.pth"), "w").close()
-            raise KeyboardInterrupt  # stopped while training, its resume state on disk
+            _stop_while_training(folder, "BPR")
         return _grid_result(0.1)
 
     monkeypatch.setattr(cmp, "run_model", fake_run)
@@ -499,9 +504,7 @@ def test_compare_keep_finished_without_a_grid_keeps_finished_rows_and_resumes_th
         calls.append((model, folder, "--resume=latest" in overrides))
         sid_caches.update(o.split("=", 1)[1] for o in overrides if o.startswith("--sid_cache_dir="))
         if model == "GRU4Rec" and "--resume=latest" not in overrides:
-            os.makedirs(folder, exist_ok=True)
-            open(os.path.join(folder, "GRU4Rec-Dec-06-2026_10-00-00-1-abcdef.resume.pth"), "w").close()
-            raise KeyboardInterrupt  # stopped while training, its resume state on disk
+            _stop_while_training(folder, model)
         return _grid_result(0.5)
 
     monkeypatch.setattr(cmp, "run_model", fake_run)
