@@ -36,7 +36,7 @@ def test_each_seed_is_one_comparison_of_every_variant(bench):
     assert load_yaml_file(os.path.join(ROOT, bench.BUDGET))["epochs"] == mtg["epochs"] + mtg["mt_finetune_epochs"]
 
 
-def write_seed(root, seed, scores, overrides=("--eval_step=5",)):
+def write_seed(root, seed, scores, overrides=("--eval_step=5",), model_config=None):
     """A seed folder: results.json with test recall/ndcg per variant (and an MTGRec curriculum)."""
     results = {}
     for variant, (recall, ndcg) in scores.items():
@@ -46,7 +46,7 @@ def write_seed(root, seed, scores, overrides=("--eval_step=5",)):
             results[variant]["mtgrec"] = {"pretrain": {"curriculum": [{"seconds": 3.0, "epoch_seconds": 10.0},
                                                                       {"seconds": 5.0, "epoch_seconds": 10.0}]}}
     os.makedirs(os.path.join(root, f"seed{seed}"))
-    payload = {"overrides": [*overrides, f"--seed={seed}"], "model_config": {}, "config_files": [],
+    payload = {"overrides": [*overrides, f"--seed={seed}"], "model_config": model_config or {}, "config_files": [],
                "results": results, "commands": [f"python -m recbole_genrec.compare --seed={seed}"]}
     with open(os.path.join(root, f"seed{seed}", "results.json"), "w") as f:
         json.dump(payload, f)
@@ -87,4 +87,21 @@ def test_report_refuses_seeds_run_differently(bench, tmp_path):
     write_seed(tmp_path, 1, {"TIGER": (0.1, 0.05)})
     write_seed(tmp_path, 2, {"TIGER": (0.1, 0.05)}, overrides=("--eval_step=2",))
     with pytest.raises(SystemExit, match="different settings"):
+        bench.summarise(bench.load_seeds(str(tmp_path)))
+
+
+def test_opt_in_variants_join_the_report_and_each_variant_keeps_its_config_across_seeds(bench, tmp_path):
+    from recbole_genrec.compare import parse_args
+
+    assert "MTGRec-rq500" in bench.VARIANTS and "MTGRec-rq500" not in bench.MAIN  # `run <seed>` leaves it out
+    args, *_ = parse_args(bench.compare_args(7, bench.MAIN))
+    assert args.models == ",".join(f"{v}={bench.VARIANTS[v][0]}" for v in bench.MAIN)
+    files = {v: bench.VARIANTS[v][1] for v in bench.VARIANTS}
+    write_seed(tmp_path, 1, {"TIGER": (0.1, 0.05), "TIGER++-rq500": (0.1, 0.04), "MTGRec-rq500": (0.1, 0.06)},
+               model_config={v: files[v] for v in ("TIGER", "TIGER++-rq500", "MTGRec-rq500")})
+    write_seed(tmp_path, 2, {"TIGER": (0.1, 0.05)}, model_config={"TIGER": files["TIGER"]})
+    summary = bench.summarise(bench.load_seeds(str(tmp_path)))  # seed 2 ran only the main variants: accepted
+    assert summary["paired_differences"]["MTGRec-rq500 - TIGER++-rq500"]["1"]["ndcg@10"] == pytest.approx(0.02)
+    write_seed(tmp_path, 3, {"TIGER": (0.1, 0.05)}, model_config={"TIGER": files["TIGER++"]})
+    with pytest.raises(SystemExit, match="different settings"):  # one variant, two configurations
         bench.summarise(bench.load_seeds(str(tmp_path)))
