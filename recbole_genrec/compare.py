@@ -434,7 +434,8 @@ def compare(argv=None):
         with file_lock(lock):
             base = read_results_json(path, "--append") if appending or saved else {"results": {}, "commands": []}
             recorded = {k: v for k, v in base.get("model_config", {}).items() if k not in models} | per_model
-            payload = dict(settings, commands=base["commands"] + ([] if saved else [command]), model_config=recorded,
+            repeated = saved or command in base["commands"]  # a continued run's command is recorded once
+            payload = dict(settings, commands=base["commands"] + ([] if repeated else [command]), model_config=recorded,
                            results={**base["results"], **own})
             saved = True
             return write_outputs(out, payload)

@@ -419,7 +419,9 @@ def test_compare_keep_finished_continues_an_interrupted_grid(tmp_path, monkeypat
     assert len(payload["commands"]) == 2
     trained.clear()
     cmp.compare(args + ["--keep_finished"])  # nothing left to run: the table is rewritten as it was
-    assert trained == [] and json.loads((out / "results.json").read_text())["results"] == payload["results"]
+    again = json.loads((out / "results.json").read_text())
+    assert trained == [] and again["results"] == payload["results"]
+    assert again["commands"] == payload["commands"]  # a repeated command is recorded once
 
 
 def test_compare_keep_finished_loses_nothing_when_stopped_again(tmp_path, monkeypatch):

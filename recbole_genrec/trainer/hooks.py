@@ -27,6 +27,7 @@ produces a result a caller reads publishes it as a trainer attribute, named in i
 
 import contextlib
 import time
+import warnings
 
 from recbole.utils import set_color
 
@@ -103,8 +104,10 @@ class WarmupSchedule(TrainerHook):
         if self._registered is not trainer.optimizer:
             trainer.optimizer.register_step_post_hook(lambda *_: trainer.scheduler.step())
             self._registered = trainer.optimizer
-        for _ in range(trainer.start_epoch * len(train_data)):  # resumed run
-            trainer.scheduler.step()
+        with warnings.catch_warnings():  # a resumed run catches up before its first optimizer step
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+            for _ in range(trainer.start_epoch * len(train_data)):
+                trainer.scheduler.step()
 
 
 class TimeBudget(TrainerHook):
