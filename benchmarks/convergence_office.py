@@ -13,7 +13,8 @@ parallel, one per core, and are merged into one table with the validation curves
 
 A group whose grid was stopped continues where it stopped when run again (``compare
 --keep_finished``: the finished settings are kept, the stopped one resumes from its last epoch,
-the others are trained).
+the others are trained). A group run in two processes at once uses two cores: they share its grid
+(each trains settings the other is not training).
 
 Groups: ``SASRec`` (RecBole's cross-entropy over all items), ``SASRec-BPR`` (one sampled
 negative, the TIGER paper's baseline), ``TIGER-cpu`` (``TIGER-cpu.yaml``, 0.3M parameters) and

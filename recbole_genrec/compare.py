@@ -14,7 +14,10 @@ adds models to an existing comparison (same dataset and config files, checked), 
 ``--keep_finished`` continues an interrupted comparison (the same command plus this flag): the rows
 and grid settings ``--out`` finished are kept and the one it was stopped in resumes from its last
 epoch (each row and grid setting keeps its checkpoints, with a resume state while it trains, in
-:func:`setting_checkpoint_dir`).
+:func:`setting_checkpoint_dir`). The same command with ``--keep_finished`` started in several
+processes (one per core or GPU) shares the work: each claims the row or setting it trains (a
+``.compare-claim`` file in its folder), leaves those another live process claimed or finished, and
+saves its results beside theirs; a claim whose process died (same machine) is taken over.
 
 ``--grid key=v1,v2,...`` (repeatable; the product of the values) tunes every model the same
 way: each row trains once per setting, the setting with the best validation score (RecBole's
@@ -28,12 +31,14 @@ and ``results.png`` (grouped bars of the test metrics).
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import multiprocessing
 import os
 import shlex
 import signal
+import socket
 import sys
 import time
 
@@ -60,7 +65,8 @@ def parse_args(argv):
                         help="add these models to the results.json in --out (same dataset and config files)")
     parser.add_argument("--keep_finished", action="store_true",
                         help="continue an interrupted comparison: keep the rows and grid settings --out already "
-                             "finished (extending its results.json, if any), resume the one it was stopped in, run the others")
+                             "finished (extending its results.json, if any), resume the one it was stopped in, run the others; "
+                             "several processes given the same command share its rows and settings")
     args, extra = parser.parse_known_args(argv)
     models = model_rows(args.models)
     per_model = {}
@@ -156,24 +162,65 @@ def setting_checkpoint_dir(out, label, setting, base):
     return os.path.join(base, "compare", tag, label, setting_label(setting).replace(", ", ",").replace("=", "-") or "default")
 
 
-def run_overrides(out, label, model, setting, overrides, files, resume):
-    """The overrides one run (a row, or a grid setting of it) adds: its checkpoint folder (under the
-    ``checkpoint_dir`` the command line or the config files give, else ``saved``), one semantic-ID
-    cache for every run (``<checkpoint_dir>/semantic_ids`` unless ``sid_cache_dir`` is set) and, with
-    ``resume`` (``--keep_finished``), ``--resume=latest`` when that folder holds a stopped run's
-    resume state."""
+def run_overrides(folder, label, model, setting, overrides, files, resume):
+    """The overrides one run (a row, or a grid setting of it) adds: its checkpoint folder ``folder``
+    (:func:`setting_checkpoint_dir`), one semantic-ID cache for every run (``<checkpoint_dir>/semantic_ids``
+    unless ``sid_cache_dir`` is set) and, with ``resume`` (``--keep_finished``), ``--resume=latest`` when
+    that folder holds a stopped run's resume state."""
     from recbole_genrec.trainer.resume import latest_resume_state
 
-    base = configured("checkpoint_dir", overrides, files) or "saved"
-    folder = setting_checkpoint_dir(out, label, setting, base)
     extra = [f"--checkpoint_dir={folder}"]
     if configured("sid_cache_dir", overrides, files) is None:
-        extra.append(f"--sid_cache_dir={os.path.join(base, 'semantic_ids')}")
+        extra.append(f"--sid_cache_dir={os.path.join(checkpoint_base(overrides, files), 'semantic_ids')}")
     stopped = latest_resume_state(folder, model) if resume else None
     if stopped:
         print(f"[compare] {label}: {setting_label(setting) or 'the row'} resumes from {stopped}", flush=True)
         extra.append("--resume=latest")
     return extra
+
+
+def checkpoint_base(overrides, files):
+    """The ``checkpoint_dir`` the command line or the config files give, else ``saved``."""
+    return configured("checkpoint_dir", overrides, files) or "saved"
+
+
+CLAIM = ".compare-claim"
+
+
+def _claim_owner(folder):
+    """``"<host> <pid>"`` of the live process whose claim ``folder`` holds, or None (no claim, or its
+    process is gone: a comparison killed while it trained)."""
+    try:
+        with open(os.path.join(folder, CLAIM)) as f:
+            owner = f.read().strip()
+    except FileNotFoundError:
+        return None
+    host, _, pid = owner.rpartition(" ")
+    if host != socket.gethostname():
+        return owner  # another machine's process (a shared file system): it cannot be checked from here
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return None
+    except (PermissionError, ValueError):
+        return owner
+    return owner
+
+
+def claim_setting(folder):
+    """Claim a row's (grid setting's) checkpoint folder for this process: None when it is now ours, else
+    the ``"<host> <pid>"`` of the live process training it. Take it under the results lock, so two
+    processes never claim one folder; :func:`release_setting` after its result is saved."""
+    owner = _claim_owner(folder)
+    if owner is not None and owner != f"{socket.gethostname()} {os.getpid()}":
+        return owner
+    atomic_write_text(os.path.join(folder, CLAIM), f"{socket.gethostname()} {os.getpid()}")
+    return None
+
+
+def release_setting(folder):
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(folder, CLAIM))
 
 
 def model_rows(spec):
@@ -424,45 +471,74 @@ def compare(argv=None):
         previous = read_results_json(path, "--append", missing_fix=" Fix: run without --append first.")
         check_comparable(previous, settings, f"--append: '{path}'")
         results = previous["results"]
-    own, saved = {}, False  # this run's rows; whether results.json holds this run's command yet
+    finished, saved = {}, False  # {row: {setting label: result}} of this run's rows; results.json has its command
+
+    def row(label, base):
+        """A row of this run as results.json ``base`` should now hold it: its finished settings and, with
+        --keep_finished, those other processes sharing the grid finished (None: nothing finished)."""
+        done = finished[label]
+        if args.keep_finished:
+            done = {**finished_settings(base["results"].get(label)), **done}
+        return grid_row(grid, done) if args.grid else done.get("")
 
     def save():
-        """This run's rows onto results.json as it is now, so comparisons appending to one folder at the
-        same time keep each other's rows (a new table's first write starts the file). The other rows keep
-        their config files; this run's models get this run's."""
+        """This run's rows onto results.json as it is now, so comparisons writing to one folder at the
+        same time keep each other's rows and settings (a new table's first write starts the file). The
+        other rows keep their config files; this run's models get this run's."""
         nonlocal saved
         with file_lock(lock):
             base = read_results_json(path, "--append") if appending or saved else {"results": {}, "commands": []}
             recorded = {k: v for k, v in base.get("model_config", {}).items() if k not in models} | per_model
             repeated = saved or command in base["commands"]  # a continued run's command is recorded once
+            rows = {label: r for label in finished if (r := row(label, base)) is not None}
+            results.update(rows)
             payload = dict(settings, commands=base["commands"] + ([] if repeated else [command]), model_config=recorded,
-                           results={**base["results"], **own})
+                           results={**base["results"], **rows})
             saved = True
             return write_outputs(out, payload)
+
+    def take(label, setting, folder):
+        """Claim a setting's folder (None), or say why it is not this process's: another process sharing
+        the grid (--keep_finished) finished it since this one started, or is training it."""
+        with file_lock(lock):
+            if args.keep_finished and os.path.isfile(path):
+                theirs = finished_settings(read_results_json(path, "--keep_finished")["results"].get(label))
+                if setting_label(setting) in theirs:
+                    finished[label][setting_label(setting)] = theirs[setting_label(setting)]
+                    return "finished by another process"
+            owner = claim_setting(folder)
+        return None if owner is None else f"is being trained by process {owner} (its claim: {os.path.join(folder, CLAIM)})"
 
     for label, model in models.items():
         print(f"[compare] {label} on {args.dataset} ...", flush=True)
         files = config_files + per_model.get(label, [])
         result_path = os.path.join(out, f".{label}-{os.getpid()}.json")
-        done = finished_settings(results.get(label)) if args.keep_finished else {}
+        finished[label] = done = finished_settings(results.get(label)) if args.keep_finished else {}
         for setting in grid:  # every kept setting is in the row before anything is written
             if setting_label(setting) in done:
                 print(f"[compare] {label}: {setting_label(setting) or 'the row'} kept from {out}", flush=True)
-        todo = [s for s in grid if setting_label(s) not in done]
-        for setting in todo or [None]:  # nothing to run (all kept): the row is still written once
-            if setting is not None:
+        for setting in [s for s in grid if setting_label(s) not in done]:
+            # each row and grid setting its own checkpoint folder: a stopped run can resume, and processes
+            # sharing a grid claim settings there
+            folder = setting_checkpoint_dir(out, label, setting, checkpoint_base(overrides, files))
+            os.makedirs(folder, exist_ok=True)
+            busy = take(label, setting, folder)
+            if busy:
+                print(f"[compare] {label}: {setting_label(setting) or 'the row'} {busy}: left to it", flush=True)
+                continue
+            try:
                 if setting:
                     print(f"[compare] {label}: {setting_label(setting)}", flush=True)
-                # each row and grid setting its own checkpoint folder: a stopped run can resume
-                extra = run_overrides(out, label, model, setting, overrides, files, args.keep_finished)
+                extra = run_overrides(folder, label, model, setting, overrides, files, args.keep_finished)
                 extra += [f"--{key}={value}" for key, value in setting.items()]
                 done[setting_label(setting)] = run_model(model, args.dataset, files or None, config_dict, overrides + extra, result_path)
                 if os.path.exists(result_path):
                     os.remove(result_path)
-            # written after every run: an interrupted comparison keeps what it finished
-            results[label] = own[label] = grid_row(grid, done) if args.grid else done[""]
-            table = save()
-        print(f"[compare] {label}: {results[label].get('test_result', results[label].get('error'))}", flush=True)
+                save()  # after every run, before its claim goes: an interrupted comparison keeps what it finished
+            finally:
+                release_setting(folder)
+        table = save()  # also when nothing was left to run (all kept)
+        print(f"[compare] {label}: {results.get(label, {}).get('test_result', results.get(label, {}).get('error', 'left to another process'))}", flush=True)
     if any(a.startswith("--save_predictions=") for a in overrides):  # + A+B fixed / adaptive rows
         with file_lock(lock):
             payload = read_results_json(path, "--save_predictions")

@@ -587,3 +587,101 @@ def test_model_yaml_defaults_follow_the_class_lineage(monkeypatch, tmp_path):
     assert config["hidden_size"] == 16 and config["inner_size"] == 24  # dataset-specific layers
     config = Config(model=MySASRec, dataset="office")
     assert config["hidden_size"] == 48 and config["inner_size"] is None  # no office-specific file
+
+
+def _fork_compare(cmp, args):
+    """Run ``cmp.compare(args)`` in a forked process (the stubs monkeypatched here apply in it)."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context("fork").Process(target=cmp.compare, args=(args,))
+    proc.start()
+    return proc
+
+
+def test_compare_processes_share_one_grid(tmp_path, monkeypatch):
+    """Two processes started with the same --keep_finished command share its grid: every setting is
+    trained once, by one of them, and results.json ends with all of them."""
+    import json
+    import time
+
+    import recbole_genrec.compare as cmp
+
+    log = tmp_path / "trained.log"
+
+    def fake_run(model, dataset, config_files, config_dict, overrides, result_path):
+        lr = float(overrides[-1].split("=")[1])
+        time.sleep(0.3)
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {lr}\n")
+        return _grid_result(lr)
+
+    monkeypatch.setattr(cmp, "run_model", fake_run)
+    monkeypatch.setattr(cmp, "check_model_names", lambda models: None)
+    lrs = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6"]
+    args = ["--models", "BPR", "--dataset", "tiny", "--out", str(tmp_path / "grid"), "--grid", "learning_rate=" + ",".join(lrs),
+            f"--checkpoint_dir={tmp_path / 'ckpt'}", "--keep_finished"]
+    procs = [_fork_compare(cmp, args) for _ in range(2)]
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    trained = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(lr for _, lr in trained) == [str(float(lr)) for lr in lrs]  # each once
+    assert len({pid for pid, _ in trained}) == 2  # both took part
+    row = json.loads((tmp_path / "grid" / "results.json").read_text())["results"]["BPR"]
+    assert [g["best_valid_score"] for g in row["grid"]] == [float(lr) for lr in lrs]
+    assert row["chosen"] == {"learning_rate": "0.6"}
+    assert not list((tmp_path / "ckpt").rglob(cmp.CLAIM))  # every claim released
+
+
+def test_compare_leaves_a_setting_another_live_process_trains_and_takes_it_over_once_that_process_is_gone(tmp_path, monkeypatch):
+    import json
+    import socket
+    import subprocess
+
+    trained = []
+    cmp, out, args = _stub_grid(monkeypatch, tmp_path, stop_at=[], trained=trained)
+    args += [f"--checkpoint_dir={tmp_path / 'ckpt'}", "--keep_finished"]
+    folder = cmp.setting_checkpoint_dir(str(out), "BPR", {"learning_rate": "0.3"}, str(tmp_path / "ckpt"))
+    os.makedirs(folder)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        open(os.path.join(folder, cmp.CLAIM), "w").write(f"{socket.gethostname()} {other.pid}")
+        cmp.compare(args)
+        assert trained == [0.2, 0.1]
+        row = json.loads((out / "results.json").read_text())["results"]["BPR"]
+        assert [g.get("error") for g in row["grid"]] == [None, cmp.NOT_RUN, None]
+        assert os.path.isfile(os.path.join(folder, cmp.CLAIM))  # not this process's to release
+    finally:
+        other.kill()
+        other.wait()
+    trained.clear()
+    cmp.compare(args)  # its owner is gone (killed while it trained): the setting is taken over
+    assert trained == [0.3]
+    row = json.loads((out / "results.json").read_text())["results"]["BPR"]
+    assert row["chosen"] == {"learning_rate": "0.3"} and not os.path.exists(os.path.join(folder, cmp.CLAIM))
+
+
+def test_compare_takes_in_settings_another_process_saved_while_it_trained(tmp_path, monkeypatch):
+    """A setting another process sharing the grid finished meanwhile is neither retrained nor lost from
+    the row this process writes."""
+    import json
+
+    import recbole_genrec.compare as cmp
+
+    trained = []
+    _, out, args = _stub_grid(monkeypatch, tmp_path, stop_at=[], trained=trained)
+    run = cmp.run_model
+
+    def run_and_finish_another(model, dataset, config_files, config_dict, overrides, result_path):
+        if overrides[-1].endswith("0.3"):  # meanwhile another process finishes 0.1 and saves it
+            payload = json.loads((out / "results.json").read_text())
+            payload["results"]["BPR"] = cmp.grid_row(cmp.grid_settings(["learning_rate=0.2,0.3,0.1"]), {
+                "learning_rate=0.1": _grid_result(0.1)})
+            (out / "results.json").write_text(json.dumps(payload))
+        return run(model, dataset, config_files, config_dict, overrides, result_path)
+
+    monkeypatch.setattr(cmp, "run_model", run_and_finish_another)
+    cmp.compare(args + ["--keep_finished"])
+    assert trained == [0.2, 0.3]
+    row = json.loads((out / "results.json").read_text())["results"]["BPR"]
+    assert [g["best_valid_score"] for g in row["grid"]] == [0.2, 0.3, 0.1] and row["chosen"] == {"learning_rate": "0.3"}
