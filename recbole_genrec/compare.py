@@ -487,7 +487,10 @@ def compare(argv=None):
         other rows keep their config files; this run's models get this run's."""
         nonlocal saved
         with file_lock(lock):
-            base = read_results_json(path, "--append") if appending or saved else {"results": {}, "commands": []}
+            base = {"results": {}, "commands": []}
+            if appending or saved or (args.keep_finished and os.path.isfile(path)):  # (or a process sharing the grid started it)
+                base = read_results_json(path, "--append" if appending else "--keep_finished")
+                check_comparable(base, settings, f"'{path}'")
             recorded = {k: v for k, v in base.get("model_config", {}).items() if k not in models} | per_model
             repeated = saved or command in base["commands"]  # a continued run's command is recorded once
             rows = {label: r for label in finished if (r := row(label, base)) is not None}

@@ -661,9 +661,10 @@ def test_compare_leaves_a_setting_another_live_process_trains_and_takes_it_over_
     assert row["chosen"] == {"learning_rate": "0.3"} and not os.path.exists(os.path.join(folder, cmp.CLAIM))
 
 
-def test_compare_takes_in_settings_another_process_saved_while_it_trained(tmp_path, monkeypatch):
+@pytest.mark.parametrize("during", ["0.2", "0.3"])
+def test_compare_takes_in_settings_another_process_saved_while_it_trained(tmp_path, monkeypatch, during):
     """A setting another process sharing the grid finished meanwhile is neither retrained nor lost from
-    the row this process writes."""
+    the row this process writes, also when that process started results.json (during the first setting)."""
     import json
 
     import recbole_genrec.compare as cmp
@@ -673,15 +674,19 @@ def test_compare_takes_in_settings_another_process_saved_while_it_trained(tmp_pa
     run = cmp.run_model
 
     def run_and_finish_another(model, dataset, config_files, config_dict, overrides, result_path):
-        if overrides[-1].endswith("0.3"):  # meanwhile another process finishes 0.1 and saves it
-            payload = json.loads((out / "results.json").read_text())
-            payload["results"]["BPR"] = cmp.grid_row(cmp.grid_settings(["learning_rate=0.2,0.3,0.1"]), {
-                "learning_rate=0.1": _grid_result(0.1)})
+        if overrides[-1].endswith(during):  # meanwhile another process finishes 0.1 and saves it
+            grid = ["learning_rate=0.2,0.3,0.1"]
+            payload = json.loads((out / "results.json").read_text()) if during == "0.3" else {
+                "dataset": "tiny", "config_files": [], "budget": {}, "overrides": [], "grid": grid,
+                "commands": ["the other process's"], "model_config": {}, "results": {}}
+            payload["results"]["BPR"] = cmp.grid_row(cmp.grid_settings(grid), {"learning_rate=0.1": _grid_result(0.1)})
             (out / "results.json").write_text(json.dumps(payload))
         return run(model, dataset, config_files, config_dict, overrides, result_path)
 
     monkeypatch.setattr(cmp, "run_model", run_and_finish_another)
     cmp.compare(args + ["--keep_finished"])
     assert trained == [0.2, 0.3]
-    row = json.loads((out / "results.json").read_text())["results"]["BPR"]
+    payload = json.loads((out / "results.json").read_text())
+    row = payload["results"]["BPR"]
     assert [g["best_valid_score"] for g in row["grid"]] == [0.2, 0.3, 0.1] and row["chosen"] == {"learning_rate": "0.3"}
+    assert len(payload["commands"]) == 2 - (during == "0.3")  # the other's command kept when it started the file
