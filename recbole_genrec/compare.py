@@ -541,7 +541,8 @@ def compare(argv=None):
             finally:
                 release_setting(folder)
         table = save()  # also when nothing was left to run (all kept)
-        print(f"[compare] {label}: {results.get(label, {}).get('test_result', results.get(label, {}).get('error', 'left to another process'))}", flush=True)
+        outcome = results.get(label, {})
+        print(f"[compare] {label}: {outcome.get('test_result', outcome.get('error', 'left to another process'))}", flush=True)
     if any(a.startswith("--save_predictions=") for a in overrides):  # + A+B fixed / adaptive rows
         with file_lock(lock):
             payload = read_results_json(path, "--save_predictions")
