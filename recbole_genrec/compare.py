@@ -187,34 +187,52 @@ def checkpoint_base(overrides, files):
 CLAIM = ".compare-claim"
 
 
+def _start_time(pid):
+    """A process's start time (clock ticks since boot, Linux ``/proc``): with its pid it names the process
+    even after the pid is reused. None where there is no such process or no ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]  # field 22; the command name may hold spaces
+    except (OSError, IndexError):
+        return None
+
+
+def process_id(pid=None):
+    """``"<host> <pid> <start time>"`` of a process (this one by default): what a claim holds."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()} {pid} {_start_time(pid) or '-'}"
+
+
 def _claim_owner(folder):
-    """``"<host> <pid>"`` of the live process whose claim ``folder`` holds, or None (no claim, or its
-    process is gone: a comparison killed while it trained)."""
+    """:func:`process_id` of the live process whose claim ``folder`` holds, or None (no claim, or its
+    process is gone: a comparison killed while it trained, also when its pid now names another process)."""
     try:
         with open(os.path.join(folder, CLAIM)) as f:
             owner = f.read().strip()
     except FileNotFoundError:
         return None
-    host, _, pid = owner.rpartition(" ")
-    if host != socket.gethostname():
+    host, pid, started = (owner.split() + ["", "", ""])[:3]
+    if host != socket.gethostname() or not pid.isdigit():
         return owner  # another machine's process (a shared file system): it cannot be checked from here
+    if os.path.isdir("/proc"):
+        return owner if _start_time(int(pid)) == started else None
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return None
-    except (PermissionError, ValueError):
-        return owner
+    except PermissionError:
+        pass
     return owner
 
 
 def claim_setting(folder):
     """Claim a row's (grid setting's) checkpoint folder for this process: None when it is now ours, else
-    the ``"<host> <pid>"`` of the live process training it. Take it under the results lock, so two
+    the :func:`process_id` of the live process training it. Take it under the results lock, so two
     processes never claim one folder; :func:`release_setting` after its result is saved."""
     owner = _claim_owner(folder)
-    if owner is not None and owner != f"{socket.gethostname()} {os.getpid()}":
+    if owner is not None and owner != process_id():
         return owner
-    atomic_write_text(os.path.join(folder, CLAIM), f"{socket.gethostname()} {os.getpid()}")
+    atomic_write_text(os.path.join(folder, CLAIM), process_id())
     return None
 
 

@@ -645,7 +645,10 @@ def test_compare_leaves_a_setting_another_live_process_trains_and_takes_it_over_
     os.makedirs(folder)
     other = subprocess.Popen(["sleep", "60"])
     try:
-        open(os.path.join(folder, cmp.CLAIM), "w").write(f"{socket.gethostname()} {other.pid}")
+        claim = os.path.join(folder, cmp.CLAIM)
+        open(claim, "w").write(f"{socket.gethostname()} {other.pid} 1")  # its pid, another process's start
+        assert cmp.claim_setting(folder) is None  # a reused pid does not hold the claim
+        open(claim, "w").write(cmp.process_id(other.pid))
         cmp.compare(args)
         assert trained == [0.2, 0.1]
         row = json.loads((out / "results.json").read_text())["results"]["BPR"]
